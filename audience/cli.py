@@ -1,0 +1,128 @@
+"""The `audience` command.
+
+Exit status (interfaces.md): 0 success, 1 the user's input is wrong (diagnostics printed),
+2 an operational failure (warehouse, network, destination), with one clear line on stderr and
+never a traceback unless `--debug`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from audience import commands
+from audience.errors import OperationalError, UserError
+
+
+def _as_of(text: str) -> datetime:
+    from dsl.parser import parse_iso_datetime
+
+    value = parse_iso_datetime(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f'"{text}" is not an ISO 8601 timestamp (e.g. 2026-11-22T06:00:00Z)')
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--project", default=".", metavar="DIR", help="project folder (default: .)")
+    common.add_argument("--debug", action="store_true", help="show tracebacks for unexpected errors")
+    timed = argparse.ArgumentParser(add_help=False)
+    timed.add_argument("--as-of", type=_as_of, default=None, metavar="TIMESTAMP",
+                       help="evaluate at this UTC time (ISO 8601; default: now)")
+
+    parser = argparse.ArgumentParser(prog="audience", description="Consent-aware audience builder")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, *parents: argparse.ArgumentParser):
+        p = sub.add_parser(name, parents=[common, *parents], help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("init", commands.cmd_init, "write a starter project")
+    p.add_argument("dir", metavar="DIR")
+    p = add("check", commands.cmd_check, "parse and check every audience file and audience.toml")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p = add("compile", commands.cmd_compile, "print the SQL that selects an audience's profile keys", timed)
+    p.add_argument("name")
+    p.add_argument("--dialect", default=None, help="duckdb, postgres, bigquery, snowflake, spark, databricks, trino, redshift")
+    p.add_argument("--destination", default=None, help="apply the consent filter for this destination")
+    p.add_argument("--pretty", action="store_true", help="pretty-print the SQL")
+    p = add("members", commands.cmd_members, "print the member profile keys, sorted", timed)
+    p.add_argument("name")
+    p.add_argument("--destination", default=None, help="only those that would be exported there")
+    p = add("estimate", commands.cmd_estimate, "print the consent funnel per destination", timed)
+    p.add_argument("name")
+    p.add_argument("--destination", default=None)
+    p.add_argument("--json", action="store_true")
+    p = add("plan", commands.cmd_plan, "what every sync would send now, and whether it is due", timed)
+    p.add_argument("--json", action="store_true")
+    p = add("refresh", commands.cmd_refresh, "run syncs now", timed)
+    p.add_argument("name", nargs="?")
+    p.add_argument("--destination", default=None)
+    p.add_argument("--due", action="store_true", help="run every sync whose schedule is due")
+    p.add_argument("--force", action="store_true", help="release a run held by the max_change guard")
+    p.add_argument("--json", action="store_true")
+    p = add("runs", commands.cmd_runs, "run history")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=50)
+    p = add("serve", commands.cmd_serve, "start the gRPC planner service")
+    p.add_argument("--port", type=int, default=50051)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--token-env", default="AUDIENCE_TOKEN", help="env var holding the bearer token")
+    p.add_argument("--tls-cert", default=None)
+    p.add_argument("--tls-key", default=None)
+    p = add("dsp-sandbox", commands.cmd_dsp_sandbox, "start the sandbox gRPC receiver")
+    p.add_argument("--port", type=int, default=50061)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--db", default=".audience/dsp-sandbox.db")
+    p.add_argument("--token-env", default="SANDBOX_DSP_TOKEN")
+    p.add_argument("--tls-cert", default=None)
+    p.add_argument("--tls-key", default=None)
+    p.add_argument("--fault-unavailable", type=float, default=0.0, metavar="P")
+    p.add_argument("--fault-slow", default=None, metavar="P:SECONDS")
+    p.add_argument("--fault-exhausted", default=None, metavar="P:SECONDS")
+    p.add_argument("--fault-drop-ack", type=float, default=0.0, metavar="P")
+    p.add_argument("--fault-seed", type=int, default=None)
+    consent = sub.add_parser("consent", help="consent signal tools")
+    csub = consent.add_subparsers(dest="consent_command", required=True, metavar="COMMAND")
+    p = csub.add_parser("import", parents=[common], help="import consent signals (CSV of profile key, signal, captured time)")
+    p.set_defaults(func=commands.cmd_consent_import)
+    p.add_argument("file")
+    p.add_argument("--format", required=True, choices=("tcf", "usp", "gpc", "gpp"))
+    p = add("demo", commands.cmd_demo, "build a demo warehouse and run the whole path end to end", timed)
+    p.add_argument("--dir", default="audience-demo", help="where to write the demo project (default: ./audience-demo)")
+    p.add_argument("--fans", type=int, default=5000)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from audience.logs import setup_logging
+
+    setup_logging()
+    if getattr(args, "as_of", None) is None and hasattr(args, "as_of"):
+        args.as_of = datetime.now(UTC)
+    try:
+        return args.func(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OperationalError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # the last line of defence: one line, no traceback
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(err).__name__}: {err} (rerun with --debug for details)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Connections to the warehouse the project builds audiences in.
+
+One small protocol, two engines that run here (DuckDB embedded, PostgreSQL). Other dialects
+are compile targets: `audience compile --dialect snowflake` works without a connection, using
+column types declared in audience.toml or read from the configured warehouse.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from audience.errors import OperationalError
+
+log = structlog.get_logger()
+
+
+class WarehouseError(OperationalError):
+    """An operational failure talking to the warehouse (exit status 2)."""
+
+
+class Warehouse(Protocol):
+    dialect: str
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+    def stream(self, sql: str, batch_size: int = 50_000) -> Iterator[list[tuple[Any, ...]]]: ...
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    def table_columns(self, table: str) -> dict[str, str] | None: ...
+    def close(self) -> None: ...
+
+
+def _split(table: str, default_schema: str) -> tuple[str, str]:
+    parts = table.split(".")
+    return (parts[-2] if len(parts) > 1 else default_schema), parts[-1]
+
+
+class DuckDBWarehouse:
+    """Embedded DuckDB; one connection per thread (cursor()) over one database file."""
+
+    dialect = "duckdb"
+
+    def __init__(self, path: str) -> None:
+        import duckdb
+
+        try:
+            self._con = duckdb.connect(path)
+        except duckdb.Error as err:
+            raise WarehouseError(f"cannot open DuckDB database {path}: {err}") from None
+        self._local = threading.local()
+        self.path = path
+
+    def _cursor(self):  # noqa: ANN202 - duckdb's cursor type
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._con.cursor()
+            self._local.cursor = cur
+        return cur
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        import duckdb
+
+        try:
+            return self._cursor().execute(sql, list(params)).fetchall()
+        except duckdb.Error as err:
+            raise WarehouseError(f"DuckDB query failed: {err}") from None
+
+    def stream(self, sql: str, batch_size: int = 50_000) -> Iterator[list[tuple[Any, ...]]]:
+        import duckdb
+
+        cur = self._con.cursor()
+        try:
+            cur.execute(sql)
+            while rows := cur.fetchmany(batch_size):
+                yield rows
+        except duckdb.Error as err:
+            raise WarehouseError(f"DuckDB query failed: {err}") from None
+        finally:
+            cur.close()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.query(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        import duckdb
+
+        try:
+            self._cursor().executemany(sql, [list(r) for r in rows])
+        except duckdb.Error as err:
+            raise WarehouseError(f"DuckDB write failed: {err}") from None
+
+    def table_columns(self, table: str) -> dict[str, str] | None:
+        schema, name = _split(table, "main")
+        rows = self.query(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position", [schema, name])
+        return {r[0]: r[1] for r in rows} or None
+
+    def close(self) -> None:
+        self._con.close()
+
+
+class PostgresWarehouse:
+    """PostgreSQL through psycopg; sessions run in UTC so timestamp literals mean UTC."""
+
+    dialect = "postgres"
+
+    def __init__(self, conninfo: str) -> None:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        params = conninfo_to_dict(conninfo)
+        params["options"] = f"{params.get('options', '')} -c TimeZone=UTC".strip()
+        self._conninfo = make_conninfo(**params)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[Any] = []
+        try:
+            self._conn()
+        except psycopg.Error as err:
+            raise WarehouseError(f"cannot connect to PostgreSQL: {str(err).strip().splitlines()[0]}") from None
+
+    def _conn(self):  # noqa: ANN202
+        import psycopg
+
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self._conninfo, autocommit=True)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        try:
+            with self._conn().cursor() as cur:
+                cur.execute(sql, list(params) or None)
+                return cur.fetchall() if cur.description else []
+        except psycopg.Error as err:
+            raise WarehouseError(f"PostgreSQL query failed: {str(err).strip().splitlines()[0]}") from None
+
+    def stream(self, sql: str, batch_size: int = 50_000) -> Iterator[list[tuple[Any, ...]]]:
+        import psycopg
+
+        conn = psycopg.connect(self._conninfo)
+        try:
+            with conn.transaction(), conn.cursor(name="audience_stream") as cur:
+                cur.itersize = batch_size
+                cur.execute(sql)
+                while rows := cur.fetchmany(batch_size):
+                    yield rows
+        except psycopg.Error as err:
+            raise WarehouseError(f"PostgreSQL query failed: {str(err).strip().splitlines()[0]}") from None
+        finally:
+            conn.close()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.query(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        import psycopg
+
+        try:
+            with self._conn().cursor() as cur:
+                cur.executemany(sql, rows)
+        except psycopg.Error as err:
+            raise WarehouseError(f"PostgreSQL write failed: {str(err).strip().splitlines()[0]}") from None
+
+    def table_columns(self, table: str) -> dict[str, str] | None:
+        parts = table.split(".")
+        schema_test = "table_schema = %s" if len(parts) > 1 else "table_schema = current_schema()"
+        params = [parts[-2], parts[-1]] if len(parts) > 1 else [parts[-1]]
+        rows = self.query(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            f"WHERE {schema_test} AND table_name = %s ORDER BY ordinal_position", params)
+        return {r[0]: r[1] for r in rows} or None
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+
+def connect(url: str, root: Path) -> Warehouse:
+    """Open the warehouse named by `[warehouse] url`; relative DuckDB paths use the project root."""
+    if url.startswith("duckdb://"):
+        rest = url[len("duckdb://"):]
+        path = rest[1:] if rest.startswith("/") else rest
+        if path in ("", ":memory:"):
+            return DuckDBWarehouse(":memory:")
+        p = Path(path)
+        return DuckDBWarehouse(str(p if p.is_absolute() else root / p))
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresWarehouse(url)
+    scheme = url.split(":", 1)[0]
+    raise WarehouseError(f'warehouse "{scheme}" cannot be queried from here; this build runs DuckDB and '
+                         "PostgreSQL (other dialects are compile targets: `audience compile --dialect`)")

@@ -1,0 +1,307 @@
+"""Semantic checks: names, types, dates, sensitive data, duplicates, cycles, destinations.
+
+The checker never stops at the first problem: it walks every audience and collects every
+diagnostic, so `audience check` shows a planner all of them at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from dsl import ast
+from dsl.catalog import BOOLEAN, DATE, NUMBER, STRING, TIMESTAMP, TIMESTAMPTZ, Catalog, Table
+from dsl.diagnostics import Diagnostic, Span, did_you_mean
+from dsl.parser import parse_iso_datetime
+
+TEMPORAL = (DATE, TIMESTAMP, TIMESTAMPTZ)
+
+
+@dataclass(frozen=True, slots=True)
+class SensitiveUse:
+    """One way an audience touches sensitive data, kept to report paths through memberships."""
+
+    what: str  # e.g. 'column "fans.religion"'
+    category: str
+    span: Span
+    file: str
+
+
+@dataclass
+class _Scope:
+    table: Table
+    label: str  # 'profile table "fans"' or 'event "stream" (table "streams")'
+
+
+@dataclass
+class CheckResult:
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    sensitive: dict[str, list[SensitiveUse]] = field(default_factory=dict)
+
+
+def check_project(
+    audiences: list[ast.Audience], catalog: Catalog, destinations: Iterable[str]
+) -> list[Diagnostic]:
+    """Check every audience of a project; return all diagnostics (empty when it compiles)."""
+    by_name: dict[str, ast.Audience] = {}
+    diags: list[Diagnostic] = []
+    for aud in audiences:
+        first = by_name.get(aud.name)
+        if first is not None:
+            diags.append(Diagnostic(aud.file, aud.name_span, "E401",
+                                    f'audience "{aud.name}" is already defined at '
+                                    f"{first.file}:{first.name_span.line}:{first.name_span.col}"))
+            continue
+        by_name[aud.name] = aud
+    dest_names = set(destinations)
+    direct: dict[str, list[SensitiveUse]] = {}
+    for aud in by_name.values():
+        checker = _AudienceChecker(aud, catalog, by_name)
+        checker.check(aud.where)
+        diags.extend(checker.diags)
+        direct[aud.name] = checker.sensitive
+        diags.extend(_check_syncs(aud, dest_names))
+    diags.extend(_check_cycles(by_name))
+    diags.extend(_sensitive_through_membership(by_name, direct))
+    return diags
+
+
+def _check_syncs(aud: ast.Audience, destinations: set[str]) -> Iterator[Diagnostic]:
+    seen: set[str] = set()
+    for sync in aud.syncs:
+        if sync.destination not in destinations:
+            hint = did_you_mean(sync.destination, destinations)
+            known = f" (declared: {', '.join(sorted(destinations))})" if destinations and not hint else ""
+            yield Diagnostic(aud.file, sync.span, "E403",
+                             f'unknown destination "{sync.destination}" in audience "{aud.name}"{hint}{known}; '
+                             "declare it under [destinations] in audience.toml")
+        elif sync.destination in seen:
+            yield Diagnostic(aud.file, sync.span, "E405",
+                             f'audience "{aud.name}" syncs to "{sync.destination}" more than once')
+        seen.add(sync.destination)
+
+
+def memberships(cond: ast.Condition) -> Iterator[ast.Membership]:
+    """Every `in audience X` inside a condition."""
+    if isinstance(cond, ast.Membership):
+        yield cond
+    elif isinstance(cond, ast.And | ast.Or):
+        for item in cond.items:
+            yield from memberships(item)
+    elif isinstance(cond, ast.Not):
+        yield from memberships(cond.item)
+
+
+def _check_cycles(by_name: Mapping[str, ast.Audience]) -> Iterator[Diagnostic]:
+    """Report each membership cycle once, at the reference that closes it."""
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    reported: set[frozenset[str]] = set()
+
+    def visit(name: str, path: list[str]) -> Iterator[Diagnostic]:
+        state[name] = 1
+        aud = by_name[name]
+        for ref in memberships(aud.where):
+            if ref.audience not in by_name:
+                continue
+            if state.get(ref.audience) == 1:
+                cycle = [*path[path.index(ref.audience):], name, ref.audience] if ref.audience in path else [name, ref.audience]
+                key = frozenset(cycle)
+                if key not in reported:
+                    reported.add(key)
+                    yield Diagnostic(aud.file, ref.span, "E402",
+                                     "membership cycle: " + " -> ".join(cycle))
+            elif state.get(ref.audience) is None:
+                yield from visit(ref.audience, [*path, name])
+        state[name] = 2
+
+    for name in by_name:
+        if name not in state:
+            yield from visit(name, [])
+
+
+def _sensitive_through_membership(
+    by_name: Mapping[str, ast.Audience], direct: Mapping[str, list[SensitiveUse]]
+) -> Iterator[Diagnostic]:
+    """An audience that includes another audience built on sensitive data is itself rejected."""
+    for aud in by_name.values():
+        for ref in memberships(aud.where):
+            found = _first_sensitive_path(ref.audience, by_name, direct, [aud.name])
+            if found is None:
+                continue
+            path, use = found
+            yield Diagnostic(aud.file, ref.span, "E304",
+                             f'audience "{aud.name}" reaches sensitive data ({use.category}) through '
+                             f"{' -> '.join(f'in audience {p}' for p in path)}: {use.what} at "
+                             f"{use.file}:{use.span.line}:{use.span.col}")
+
+
+def _first_sensitive_path(
+    name: str, by_name: Mapping[str, ast.Audience], direct: Mapping[str, list[SensitiveUse]], seen: list[str]
+) -> tuple[list[str], SensitiveUse] | None:
+    if name not in by_name or name in seen:
+        return None
+    if direct.get(name):
+        return [name], direct[name][0]
+    for ref in memberships(by_name[name].where):
+        found = _first_sensitive_path(ref.audience, by_name, direct, [*seen, name])
+        if found:
+            return [name, *found[0]], found[1]
+    return None
+
+
+class _AudienceChecker:
+    def __init__(self, aud: ast.Audience, catalog: Catalog, audiences: Mapping[str, ast.Audience]) -> None:
+        self.aud = aud
+        self.catalog = catalog
+        self.audiences = audiences
+        self.diags: list[Diagnostic] = []
+        self.sensitive: list[SensitiveUse] = []
+        self.profile_scope = _Scope(catalog.profile, f'profile table "{catalog.profile.name}"')
+
+    def error(self, span: Span, code: str, message: str) -> None:
+        self.diags.append(Diagnostic(self.aud.file, span, code, message))
+
+    def check(self, cond: ast.Condition, scope: _Scope | None = None) -> None:
+        scope = scope or self.profile_scope
+        match cond:
+            case ast.And(items=items) | ast.Or(items=items):
+                for item in items:
+                    self.check(item, scope)
+            case ast.Not(item=item):
+                self.check(item, scope)
+            case ast.Compare() | ast.InList() | ast.IsNull() | ast.Between() | ast.TextMatch():
+                self.check_compare(cond, scope)
+            case ast.Event():
+                source = self.event_scope(cond.event)
+                if source and cond.filter is not None:
+                    self.check(cond.filter, source)
+            case ast.Aggregate(measure=measure):
+                self.check_measure(measure)
+            case ast.Rank(measure=measure):
+                self.check_measure(measure)
+            case ast.Sequence():
+                for step in (cond.first, cond.then):
+                    source = self.event_scope(step.event)
+                    if source and step.filter is not None:
+                        self.check(step.filter, source)
+            case ast.Membership():
+                if cond.audience not in self.audiences:
+                    self.error(cond.span, "E203", f'unknown audience "{cond.audience}"'
+                               + did_you_mean(cond.audience, self.audiences))
+
+    def event_scope(self, ref: ast.EventRef) -> _Scope | None:
+        source = self.catalog.event(ref.name)
+        if source is None:
+            self.error(ref.span, "E202", f'unknown event "{ref.name}"' + did_you_mean(ref.name, self.catalog.events))
+            return None
+        if source.table.sensitive:
+            self.flag_sensitive(ref.span, f'event "{ref.name}" reads table "{source.table.name}"',
+                                source.table.sensitive, "E302")
+        return _Scope(source.table, f'event "{ref.name}" (table "{source.table.name}")')
+
+    def check_measure(self, m: ast.Measure) -> None:
+        scope = self.event_scope(m.event)
+        if scope is None:
+            return
+        if m.column is not None:
+            column = self.column(m.column, scope)
+            if column is not None and m.func in ("sum", "avg", "min", "max") and column.kind != NUMBER:
+                self.error(m.column.span, "E204",
+                           f'{m.func}() needs a numeric column, but "{m.column.column}" of {scope.label} is {column.kind}')
+        if m.filter is not None:
+            self.check(m.filter, scope)
+
+    def column(self, ref: ast.FieldRef, scope: _Scope):  # -> Column | None
+        if ref.qualified and scope is not self.profile_scope:
+            self.error(ref.span, "E207", "an event filter compares the event's own columns; "
+                                         f'"profile.{ref.column}" belongs outside the filter')
+            return None
+        table = scope.table
+        column = table.columns.get(ref.column)
+        if column is None:
+            self.error(ref.span, "E201", f'unknown column "{ref.column}" on {scope.label}'
+                       + did_you_mean(ref.column, table.columns))
+            return None
+        category = table.sensitive_columns.get(ref.column)
+        if category:
+            self.flag_sensitive(ref.span, f'column "{table.name}.{ref.column}"', category, "E301")
+        return column
+
+    def flag_sensitive(self, span: Span, what: str, category: str, code: str) -> None:
+        self.sensitive.append(SensitiveUse(what, category, span, self.aud.file))
+        self.error(span, code, f"{what} is sensitive ({category}) and may never be used to target")
+
+    def check_compare(self, cond: ast.Compare | ast.InList | ast.IsNull | ast.Between | ast.TextMatch,
+                      scope: _Scope) -> None:
+        column = self.column(cond.field, scope)
+        if column is None:
+            return
+        name = cond.field.column
+        match cond:
+            case ast.Compare(op=op, value=value):
+                self.check_value(column, name, value, scope)
+                if column.kind == BOOLEAN and op not in ("=", "!="):
+                    self.error(cond.span, "E204", f'"{name}" is boolean: compare it with = or !=')
+                self.check_listed_values(cond, scope, [value], op)
+            case ast.InList(values=values):
+                for value in values:
+                    self.check_value(column, name, value, scope)
+                self.check_listed_values(cond, scope, list(values), "in")
+            case ast.Between(low=low, high=high):
+                self.check_value(column, name, low, scope)
+                self.check_value(column, name, high, scope)
+                self.check_listed_values(cond, scope, [low, high], "between")
+            case ast.TextMatch(text=text, mode=mode):
+                if column.kind != STRING:
+                    word = "contains" if mode == "contains" else "starts with"
+                    self.error(cond.span, "E204", f'"{word}" needs a text column, but "{name}" is {column.kind}')
+                self.check_listed_values(cond, scope, [text], mode)
+
+    def check_value(self, column, name: str, value: ast.Literal, scope: _Scope) -> None:
+        kind = column.kind
+        if kind in TEMPORAL:
+            if value.kind != "string":
+                self.error(value.span, "E204", f'"{name}" is a {kind}; compare it with a date string such as "2016-06-23"')
+            elif parse_iso_datetime(str(value.value)) is None:
+                self.error(value.span, "E205", f'malformed date "{value.value}" for {kind} column "{name}": '
+                                               'use ISO 8601, e.g. "2016-06-23" or "2016-06-23T08:00:00Z"')
+            return
+        expected = {STRING: "string", NUMBER: "number", BOOLEAN: "boolean"}.get(kind)
+        if expected is None:
+            self.error(value.span, "E204", f'column "{name}" has type {column.raw_type or kind}, which the language cannot compare')
+        elif value.kind != expected:
+            shown = f'"{value.value}"' if value.kind == "string" else str(value.value).lower()
+            self.error(value.span, "E204", f'type mismatch: "{name}" on {scope.label} is {kind}, but {shown} is a {value.kind}')
+
+    def check_listed_values(self, cond: ast.Condition, scope: _Scope, values: list[ast.Literal], how: str) -> None:
+        """Reject tests that name a listed sensitive value or could match one (dsl.md, consent.md)."""
+        field_ref = cond.field  # type: ignore[union-attr]
+        listings = scope.table.sensitive_values.get(field_ref.column, ())
+        for listing in listings:
+            hit = _matching_listed_value(listing.values, values, how, getattr(cond, "op", None))
+            if hit is not None:
+                self.flag_sensitive(cond.span, f'value "{hit}" of column "{scope.table.name}.{field_ref.column}"',
+                                    listing.category, "E303")
+                return
+
+
+def _matching_listed_value(listed: tuple[str, ...], values: list[ast.Literal], how: str, op: str | None) -> str | None:
+    texts = [str(v.value) for v in values if v.kind == "string"]
+    for item in listed:
+        if how in ("contains",) and any(t in item for t in texts):
+            return item
+        if how == "starts_with" and any(item.startswith(t) for t in texts):
+            return item
+        if how in ("in",) and item in texts:
+            return item
+        if how == "between" and len(texts) == 2 and texts[0] <= item <= texts[1]:
+            return item
+        if op in ("=", "!=") and item in texts:
+            return item
+        if op in ("<", "<=", ">", ">=") and texts and _compares(item, op, texts[0]):
+            return item
+    return None
+
+
+def _compares(item: str, op: str, text: str) -> bool:
+    return {"<": item < text, "<=": item <= text, ">": item > text, ">=": item >= text}[op]
