@@ -42,8 +42,8 @@ def sort_keys(keys: list[Any]) -> list[Any]:
     return sorted(keys, key=lambda k: (0, k, "") if isinstance(k, int | float) else (1, 0, str(k)))
 
 
-def member_keys(project: Project, name: str, as_of: datetime, destination: str | None = None) -> list[Any]:
-    sql = audience_sql(project, name, as_of, project.warehouse.dialect, destination)
+def member_keys(project: Project, name: str, as_of: datetime) -> list[Any]:
+    sql = audience_sql(project, name, as_of, project.warehouse.dialect)
     return sort_keys([row[0] for row in project.warehouse.query(sql)])
 
 

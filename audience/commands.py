@@ -134,7 +134,12 @@ def cmd_members(args: argparse.Namespace) -> int:
     project = load_for_audience(args)
     if project is None:
         return 1
-    keys = member_keys(project, args.name, args.as_of, args.destination)
+    if args.destination:
+        from audience.consented import exported_members
+
+        keys = exported_members(project, args.name, args.destination, args.as_of)
+    else:
+        keys = member_keys(project, args.name, args.as_of)
     out = sys.stdout
     for key in keys:
         out.write(f"{key}\n")

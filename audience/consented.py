@@ -1,0 +1,129 @@
+"""The consented audience of one (audience, destination): query, funnel, estimate, members."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlglot import exp
+
+from audience.build import definition_query, sort_keys
+from audience.config import DestinationConfig
+from audience.errors import UserError
+from audience.project import Project
+from consent_filter.funnel import Funnel, rounded_funnel
+from consent_filter.policy import ConsentPolicy, ExportTarget
+from consent_filter.query import consent_query, exportable, funnel_query
+from dsl.catalog import Table, kind_of
+from dsl.diagnostics import did_you_mean
+
+
+def destination(project: Project, name: str) -> DestinationConfig:
+    dest = project.config.destinations.get(name)
+    if dest is None:
+        raise UserError(f'unknown destination "{name}"' + did_you_mean(name, project.config.destinations))
+    return dest
+
+
+def policy_of(project: Project) -> ConsentPolicy:
+    c = project.config.consent
+    if c is None:
+        raise UserError("audience.toml has no [consent] section; nothing can be exported without it")
+    return ConsentPolicy(c.table, c.suppression_table, c.minimum_age, c.default_basis, dict(c.basis))
+
+
+def target_of(dest: DestinationConfig) -> ExportTarget:
+    return ExportTarget(dest.name, dest.purposes, dest.identifiers, dest.min_size, dest.format)
+
+
+def _consent_table(project: Project) -> Table:
+    policy = policy_of(project)
+    cols = project.warehouse.table_columns(policy.table) or {}
+    from dsl.catalog import Column
+
+    return Table(policy.table, {c: Column(c, kind_of(t), t) for c, t in cols.items()})
+
+
+@dataclass
+class ConsentedAudience:
+    """Everything needed to build or count one audience for one destination."""
+
+    project: Project
+    audience: str
+    destination: DestinationConfig
+    as_of: datetime
+    dialect: str
+
+    @property
+    def query(self) -> exp.Select:
+        aud = self.project.audience(self.audience)
+        assert self.project.catalog is not None
+        return consent_query(
+            definition_query(self.project, self.audience, self.as_of), self.project.catalog,
+            policy_of(self.project), target_of(self.destination), self.as_of, audience=self.audience,
+            holdout_percent=float(aud.holdout), dialect=self.dialect, consent_table=_consent_table(self.project))
+
+    def exportable_sql(self) -> str:
+        return exportable(self.query).sql(dialect=self.dialect)
+
+    def funnel(self) -> Funnel:
+        sql = funnel_query(self.query).sql(dialect=self.dialect)
+        return Funnel.from_rows((int(s), bool(h), int(n)) for s, h, n in self.project.warehouse.query(sql))
+
+
+def consented(project: Project, audience: str, dest_name: str, as_of: datetime) -> ConsentedAudience:
+    return ConsentedAudience(project, audience, destination(project, dest_name), as_of, project.warehouse.dialect)
+
+
+def consented_members_query(project: Project, audience: str, dest_name: str, as_of: datetime) -> exp.Select:
+    """SQL for `compile --destination`: the exportable profile keys after consent and holdout."""
+    ca = ConsentedAudience(project, audience, destination(project, dest_name), as_of, project.config.warehouse.dialect)
+    return exp.select("profile_key").from_(exportable(ca.query).subquery("x"))
+
+
+def exported_members(project: Project, audience: str, dest_name: str, as_of: datetime) -> list[object]:
+    """Keys that would be exported: consent rules, holdout, and identifiers valid after normalization."""
+    from exporters.hashing import hash_rows
+
+    ca = consented(project, audience, dest_name, as_of)
+    kinds = list(ca.destination.identifiers)
+    keys: list[object] = []
+    for batch in project.warehouse.stream(ca.exportable_sql()):
+        # columns: profile_key, profile_country, id_<kind>..., consent_stage, held_out
+        rows = [(*r[2:2 + len(kinds)], r[1]) for r in batch]
+        for row, hashed in zip(batch, hash_rows(ca.destination.format, kinds, rows), strict=True):
+            if any(h is not None for h in hashed):
+                keys.append(row[0])
+    return sort_keys(keys)
+
+
+def estimate_command(args: argparse.Namespace) -> int:
+    from audience.commands import load_for_audience
+
+    project = load_for_audience(args)
+    if project is None:
+        return 1
+    aud = project.audience(args.name)
+    names = [args.destination] if args.destination else [s.destination for s in aud.syncs] or list(project.config.destinations)
+    if not names:
+        raise UserError("the project declares no destinations; add one under [destinations] in audience.toml")
+    report = {}
+    for name in names:
+        funnel = consented(project, args.name, name, args.as_of).funnel()
+        report[name] = rounded_funnel(funnel, destination(project, name).min_size)
+    if args.json:
+        print(json.dumps({"audience": args.name, "as_of": args.as_of.isoformat(), "destinations": report}, indent=2))
+        return 0
+    out = sys.stdout
+    labels = [("matched", "matched the definition"), ("suppressed", "removed: suppressed"),
+              ("under_age", "removed: under age"), ("no_permission", "removed: no permission"),
+              ("no_identifier", "removed: no identifier"), ("held_out", "held out (control group)"),
+              ("exportable", "exportable")]
+    for name, counts in report.items():
+        out.write(f"{args.name} -> {name}\n")
+        for key, label in labels:
+            out.write(f"  {label:<26} {counts[key]:>14}\n")
+    return 0

@@ -1,0 +1,55 @@
+"""The consent funnel: why an audience shrank, and how counts are shown to planners."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+from consent_filter.policy import NO_IDENTIFIER, NO_PERMISSION, PASSES, SUPPRESSED, UNDER_AGE
+
+DEFAULT_THRESHOLD = 100
+
+
+@dataclass(frozen=True)
+class Funnel:
+    """Exact counts: matched, removed by each rule in order, held out, exportable."""
+
+    matched: int = 0
+    suppressed: int = 0
+    under_age: int = 0
+    no_permission: int = 0
+    no_identifier: int = 0
+    held_out: int = 0
+    exportable: int = 0
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[int, bool, int]]) -> Funnel:
+        """Build from (stage, held_out, count) rows of `funnel_query`."""
+        by_stage = {SUPPRESSED: 0, UNDER_AGE: 0, NO_PERMISSION: 0, NO_IDENTIFIER: 0}
+        held = passing = 0
+        for stage, held_out, n in rows:
+            if stage == PASSES:
+                held, passing = (held + n, passing) if held_out else (held, passing + n)
+            else:
+                by_stage[stage] += n
+        matched = sum(by_stage.values()) + held + passing
+        return cls(matched, by_stage[SUPPRESSED], by_stage[UNDER_AGE], by_stage[NO_PERMISSION],
+                   by_stage[NO_IDENTIFIER], held, passing)
+
+    def with_invalid_identifiers(self, invalid: int) -> Funnel:
+        """Move profiles whose identifiers all failed normalization into rule 4."""
+        return Funnel(self.matched, self.suppressed, self.under_age, self.no_permission,
+                      self.no_identifier + invalid, self.held_out, self.exportable - invalid)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def rounded(count: int, threshold: int) -> str:
+    """A count a planner may see: below the threshold it is only "fewer than N" (no singling out)."""
+    return f"fewer than {threshold}" if count < threshold else str(count)
+
+
+def rounded_funnel(funnel: Funnel, threshold: int | None) -> dict[str, str]:
+    limit = threshold or DEFAULT_THRESHOLD
+    return {name: rounded(value, limit) for name, value in funnel.as_dict().items()}

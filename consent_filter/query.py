@@ -1,0 +1,256 @@
+"""The consent filter as one set-based warehouse query per (audience, destination).
+
+The audience's definition query (`SELECT p.key AS profile_key FROM profiles AS p WHERE ...`) is
+extended in place — joins to the newest consent decisions and the suppression list, and a
+`consent_stage` column holding the number of the first rule of consent.md that drops the
+profile (0 when it passes) — so the filter costs one pass over the members, no Python loop.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlglot import exp
+
+from consent_filter.policy import (
+    NO_IDENTIFIER,
+    NO_PERMISSION,
+    PASSES,
+    SUPPRESSED,
+    UNDER_AGE,
+    ConsentPolicy,
+    ExportTarget,
+)
+from dsl.catalog import Catalog, Table
+from dsl.compiler import PROFILE_ALIAS, col, table_ref, timestamp_literal
+
+STAGE = "consent_stage"
+HELD_OUT = "held_out"
+COUNTRY = "profile_country"
+
+
+def identifier_alias(kind: str) -> str:
+    return f"id_{kind}"
+
+
+def age_cutoff(as_of: datetime, minimum_age: int) -> date:
+    """Born after this date means younger than `minimum_age` at `as_of` (leap days: Feb 28)."""
+    day = as_of.date()
+    try:
+        return day.replace(year=day.year - minimum_age)
+    except ValueError:  # 29 February in a year that has none
+        return day.replace(year=day.year - minimum_age, day=28)
+
+
+def _s(text: str) -> exp.Literal:
+    return exp.Literal.string(text)
+
+
+def _case(*whens: tuple[exp.Expression, exp.Expression], default: exp.Expression) -> exp.Case:
+    case = exp.Case()
+    for cond, value in whens:
+        case = case.when(cond, value, copy=False)
+    return case.else_(default, copy=False)
+
+
+def newest_decisions(policy: ConsentPolicy, purposes: tuple[str, ...], as_of: datetime,
+                     consent_table: Table | None) -> exp.Select:
+    """Per profile: how many required purposes are validly granted, and how many are denied.
+
+    The newest decision per (profile, purpose) at `as_of` wins; on a tie `denied` wins.
+    Decisions recorded after `as_of` did not exist yet and are ignored.
+    """
+    c = "c"
+    updated_kind = consent_table.columns["updated_at"].kind if consent_table else "timestamp"
+    expires_kind = consent_table.columns["expires_at"].kind if consent_table else "timestamp"
+    denied_first = _case((exp.EQ(this=col("status", c), expression=_s("denied")), exp.Literal.number(0)),
+                         default=exp.Literal.number(1))
+    order = exp.Order(expressions=[exp.Ordered(this=col("updated_at", c), desc=True, nulls_first=False),
+                                   exp.Ordered(this=denied_first)])
+    row_number = exp.Window(this=exp.Anonymous(this="ROW_NUMBER"),
+                            partition_by=[col("profile_key", c), col("purpose", c)], order=order)
+    ranked = (
+        exp.select(col("profile_key", c), col("status", c), col("expires_at", c), exp.alias_(row_number, "rn"))
+        .from_(table_ref(consent_table or Table(policy.table, {}), c))
+        .where(exp.and_(
+            exp.In(this=col("purpose", c), expressions=[_s(p) for p in purposes]),
+            exp.LTE(this=col("updated_at", c), expression=timestamp_literal(as_of, updated_kind)),
+            copy=False), copy=False)
+    )
+    d = "d"
+    valid_grant = exp.and_(
+        exp.EQ(this=col("status", d), expression=_s("granted")),
+        exp.or_(exp.Is(this=col("expires_at", d), expression=exp.Null()),
+                exp.GTE(this=col("expires_at", d), expression=timestamp_literal(as_of, expires_kind))),
+        copy=False)
+    one, zero = exp.Literal.number(1), exp.Literal.number(0)
+    return (
+        exp.select(
+            exp.alias_(col("profile_key", d), "profile_key"),
+            exp.alias_(exp.Sum(this=_case((valid_grant, one), default=zero)), "granted"),
+            exp.alias_(exp.Sum(this=_case((exp.EQ(this=col("status", d), expression=_s("denied")), one),
+                                          default=zero)), "denied"),
+        )
+        .from_(ranked.subquery(d))
+        .where(exp.EQ(this=col("rn", d), expression=one), copy=False)
+        .group_by(col("profile_key", d))
+    )
+
+
+def basis_expression(policy: ConsentPolicy, country: exp.Expression | None) -> exp.Expression:
+    """'opt_in' or 'opt_out' for the profile's country (unknown countries: default_basis)."""
+    default = _s(policy.default_basis)
+    if country is None:
+        return default
+    by_country = policy.basis_by_country()
+    groups: dict[str, list[str]] = {}
+    for code, basis in sorted(by_country.items()):
+        if basis != policy.default_basis:
+            groups.setdefault(basis, []).append(code)
+    if not groups:
+        return default
+    upper = exp.Upper(this=exp.Trim(this=country))
+    whens = [(exp.In(this=upper.copy(), expressions=[_s(c) for c in codes]), _s(basis))
+             for basis, codes in groups.items()]
+    return _case(*whens, default=default)
+
+
+def email_is_valid(email: exp.Expression) -> exp.Expression:
+    """Exactly one @ and a dot in the domain, after trimming (exports.md)."""
+    trimmed = exp.Trim(this=email)
+    at_count = exp.Sub(this=exp.Length(this=trimmed),
+                       expression=exp.Length(this=exp.func("REPLACE", trimmed.copy(), _s("@"), _s(""))))
+    at = exp.StrPosition(this=trimmed.copy(), substr=_s("@"))
+    domain = exp.Substring(this=trimmed.copy(), start=exp.Add(this=at, expression=exp.Literal.number(1)))
+    return exp.and_(
+        exp.EQ(this=at_count, expression=exp.Literal.number(1)),
+        exp.GT(this=exp.StrPosition(this=domain, substr=_s(".")), expression=exp.Literal.number(0)),
+        copy=False)
+
+
+def identifier_present(kind: str, column: exp.Expression, fmt: str) -> exp.Expression:
+    """Rule 4 as far as SQL can tell exactly; phone validity is confirmed when hashing."""
+    present = exp.and_(exp.Not(this=exp.Is(this=column, expression=exp.Null())),
+                       exp.GT(this=exp.Length(this=exp.Trim(this=column.copy())), expression=exp.Literal.number(0)),
+                       copy=False)
+    if kind == "maid" and fmt == "uid2":
+        return exp.false()
+    if kind == "email":
+        return exp.and_(present, email_is_valid(column.copy()), copy=False)
+    return present
+
+
+def holdout_bucket(audience: str, key: exp.Expression, dialect: str) -> exp.Expression:
+    """0..9999 from the first 8 hex digits of SHA-256("<audience>:<profile key>").
+
+    The same number in every engine and in Python (`holdout_bucket_py`), so the control group is
+    stable across warehouses, runs and machines.
+    """
+    text = exp.func("CONCAT", _s(audience + ":"), exp.cast(key, exp.DataType.Type.VARCHAR))
+    if dialect == "postgres":
+        digest = exp.func("ENCODE", exp.func("SHA256", exp.func("CONVERT_TO", text, _s("UTF8"))), _s("hex"))
+        hex8 = exp.Substring(this=digest, start=exp.Literal.number(1), length=exp.Literal.number(8))
+        bits = exp.cast(exp.func("CONCAT", _s("x"), hex8), exp.DataType.build("BIT(32)", dialect="postgres"))
+        number: exp.Expression = exp.cast(bits, exp.DataType.Type.BIGINT)
+    elif dialect == "duckdb":
+        hex8 = exp.Substring(this=exp.func("SHA256", text), start=exp.Literal.number(1), length=exp.Literal.number(8))
+        number = exp.cast(exp.func("CONCAT", _s("0x"), hex8), exp.DataType.Type.BIGINT)
+    else:
+        hex8 = exp.Substring(this=exp.SHA2(this=text, length=exp.Literal.number(256)),
+                             start=exp.Literal.number(1), length=exp.Literal.number(8))
+        number = _hex_to_int(hex8, dialect)
+    return exp.Mod(this=number, expression=exp.Literal.number(10000))
+
+
+def _hex_to_int(hex8: exp.Expression, dialect: str) -> exp.Expression:
+    if dialect in ("spark", "databricks"):
+        return exp.cast(exp.func("CONV", hex8, exp.Literal.number(16), exp.Literal.number(10)), exp.DataType.Type.BIGINT)
+    if dialect == "snowflake":
+        return exp.func("TO_NUMBER", hex8, _s("XXXXXXXX"))
+    if dialect == "trino":
+        return exp.func("FROM_BASE", hex8, exp.Literal.number(16))
+    if dialect == "redshift":
+        return exp.func("STRTOL", hex8, exp.Literal.number(16))
+    return exp.cast(exp.func("CONCAT", _s("0x"), hex8), exp.DataType.Type.BIGINT)  # bigquery
+
+
+def holdout_bucket_py(audience: str, key: object) -> int:
+    import hashlib
+
+    return int(hashlib.sha256(f"{audience}:{key}".encode()).hexdigest()[:8], 16) % 10000
+
+
+def consent_query(definition: exp.Select, catalog: Catalog, policy: ConsentPolicy, target: ExportTarget,
+                  as_of: datetime, *, audience: str, holdout_percent: float, dialect: str,
+                  consent_table: Table | None = None, suppression_key_kind: str | None = None) -> exp.Select:
+    """Extend the definition query with consent columns: one row per matched profile.
+
+    Columns: profile_key, profile_country, id_<type> per identifier type of the target,
+    consent_stage (first failing rule of consent.md, 0 = passes), held_out (bool).
+    """
+    q = definition.copy()
+    p = PROFILE_ALIAS
+    key = col(catalog.profile_key, p)
+    country = col(catalog.country_column, p) if catalog.country_column else None
+    perms = "perm"
+    q = q.join(newest_decisions(policy, target.purposes, as_of, consent_table).subquery(perms),
+               on=exp.EQ(this=col("profile_key", perms), expression=key.copy()), join_type="left", copy=False)
+    stages: list[tuple[exp.Expression, exp.Expression]] = []
+    if policy.suppression_table:
+        supp = "supp"
+        distinct_keys = (exp.select(col("profile_key", "s")).distinct()
+                         .from_(table_ref(Table(policy.suppression_table, {}), "s")))
+        q = q.join(distinct_keys.subquery(supp), on=exp.EQ(this=col("profile_key", supp), expression=key.copy()),
+                   join_type="left", copy=False)
+        stages.append((exp.Not(this=exp.Is(this=col("profile_key", supp), expression=exp.Null())),
+                       exp.Literal.number(SUPPRESSED)))
+    basis = basis_expression(policy, country)
+    opt_out = exp.EQ(this=basis, expression=_s("opt_out"))
+    if catalog.birth_date_column:
+        birth = col(catalog.birth_date_column, p)
+        kind = catalog.profile.columns[catalog.birth_date_column].kind
+        cutoff = exp.cast(_s(age_cutoff(as_of, policy.minimum_age).isoformat()), exp.DataType.Type.DATE)
+        too_young = exp.GT(this=birth if kind == "date" else exp.cast(birth, exp.DataType.Type.DATE), expression=cutoff)
+        unknown = exp.Is(this=birth.copy(), expression=exp.Null())
+        under_age = exp.or_(too_young, exp.and_(unknown, exp.Not(this=exp.Paren(this=opt_out.copy()))), copy=False)
+    else:
+        under_age = exp.Not(this=exp.Paren(this=opt_out.copy()))
+    stages.append((under_age, exp.Literal.number(UNDER_AGE)))
+    zero = exp.Literal.number(0)
+    granted = exp.Coalesce(this=col("granted", perms), expressions=[zero.copy()])
+    denied = exp.Coalesce(this=col("denied", perms), expressions=[zero.copy()])
+    needed = exp.Literal.number(len(set(target.purposes)))
+    permitted = _case((opt_out.copy(), exp.EQ(this=denied, expression=zero.copy())),
+                      default=exp.GTE(this=granted, expression=needed))
+    stages.append((exp.Not(this=exp.Paren(this=permitted)), exp.Literal.number(NO_PERMISSION)))
+    present = [identifier_present(kind, col(catalog.identifiers[kind], p), target.format)
+               for kind in target.identifiers if kind in catalog.identifiers]
+    has_identifier = exp.or_(*present, copy=False) if present else exp.false()
+    stages.append((exp.Not(this=exp.Paren(this=has_identifier)), exp.Literal.number(NO_IDENTIFIER)))
+    columns: list[exp.Expression] = [exp.alias_(country.copy(), COUNTRY) if country else exp.alias_(exp.Null(), COUNTRY)]
+    for kind in target.identifiers:
+        source = col(catalog.identifiers[kind], p) if kind in catalog.identifiers else exp.Null()
+        columns.append(exp.alias_(source, identifier_alias(kind)))
+    columns.append(exp.alias_(_case(*stages, default=exp.Literal.number(PASSES)), STAGE))
+    if holdout_percent > 0:
+        threshold = exp.Literal.number(round(holdout_percent * 100))
+        held = exp.LT(this=holdout_bucket(audience, key.copy(), dialect), expression=threshold)
+    else:
+        held = exp.false()
+    columns.append(exp.alias_(held, HELD_OUT))
+    return q.select(*columns, copy=False)
+
+
+def exportable(consented: exp.Select) -> exp.Select:
+    """Only the rows that pass every rule and are not in the holdout."""
+    inner = "c"
+    return (exp.select(exp.Star()).from_(consented.subquery(inner))
+            .where(exp.and_(exp.EQ(this=col(STAGE, inner), expression=exp.Literal.number(PASSES)),
+                            exp.Not(this=col(HELD_OUT, inner)), copy=False), copy=False))
+
+
+def funnel_query(consented: exp.Select) -> exp.Select:
+    """Counts per (stage, held_out): everything the funnel needs in one small result."""
+    inner = "c"
+    return (exp.select(col(STAGE, inner), col(HELD_OUT, inner), exp.alias_(exp.Count(this=exp.Star()), "n"))
+            .from_(consented.subquery(inner)).group_by(col(STAGE, inner), col(HELD_OUT, inner)))

@@ -1,0 +1,16 @@
+"""gRPC ingest destinations: the ``ingest.v1`` client, and the sandbox receiver.
+
+- :mod:`.client` — :class:`IngestClient`, used by runs to export to a gRPC destination.
+- :mod:`.sandbox` — the reference receiver behind ``audience dsp-sandbox``.
+- :mod:`.model` — plain types (:class:`Mode`, :class:`UploadInfo`, :class:`BatchAck`).
+
+The protocol itself is ``proto/ingest/v1/ingest.proto``. Importing :mod:`.client` or
+:mod:`.sandbox` generates its Python code when needed (``proto_gen``); importing this package
+alone does not, so it stays cheap.
+"""
+
+from __future__ import annotations
+
+from exporters.grpc_ingest.model import BatchAck, Mode, UploadInfo, UploadState
+
+__all__ = ["BatchAck", "Mode", "UploadInfo", "UploadState"]
