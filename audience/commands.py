@@ -159,9 +159,22 @@ def _not_yet(name: str):  # pragma: no cover - replaced as features land
     return run
 
 
-cmd_plan = _not_yet("plan")
-cmd_refresh = _not_yet("refresh")
-cmd_runs = _not_yet("runs")
+def cmd_refresh(args: argparse.Namespace) -> int:
+    from audience.runs.cli import refresh_command
+
+    return refresh_command(args)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from audience.runs.cli import plan_command
+
+    return plan_command(args)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from audience.runs.cli import runs_command
+
+    return runs_command(args)
 cmd_serve = _not_yet("serve")
 cmd_dsp_sandbox = _not_yet("dsp-sandbox")
 cmd_consent_import = _not_yet("consent import")

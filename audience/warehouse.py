@@ -8,7 +8,10 @@ column types declared in audience.toml or read from the configured warehouse.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+import csv
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +34,8 @@ class Warehouse(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
     def table_columns(self, table: str) -> dict[str, str] | None: ...
+    def bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int: ...
+    def transaction(self, statements: Sequence[str]) -> None: ...
     def close(self) -> None: ...
 
 
@@ -92,6 +97,38 @@ class DuckDBWarehouse:
             self._cursor().executemany(sql, [list(r) for r in rows])
         except duckdb.Error as err:
             raise WarehouseError(f"DuckDB write failed: {err}") from None
+
+    def bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        """Stream rows through a temporary CSV file: far faster than executemany, flat memory."""
+        fd, path = tempfile.mkstemp(suffix=".csv")
+        count = 0
+        try:
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh)
+                for row in rows:
+                    writer.writerow(["\\N" if v is None else v for v in row])
+                    count += 1
+            if count:
+                cols = ", ".join(columns)
+                spec = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in columns) + "}"
+                self.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM read_csv(?, header = false, "
+                             f"columns = {spec}, nullstr = '\\N', quote = '\"', escape = '\"')", [path])
+        finally:
+            os.unlink(path)
+        return count
+
+    def transaction(self, statements: Sequence[str]) -> None:
+        import duckdb
+
+        cur = self._cursor()
+        try:
+            cur.execute("BEGIN TRANSACTION")
+            for sql in statements:
+                cur.execute(sql)
+            cur.execute("COMMIT")
+        except duckdb.Error as err:
+            cur.execute("ROLLBACK")
+            raise WarehouseError(f"DuckDB transaction failed: {err}") from None
 
     def table_columns(self, table: str) -> dict[str, str] | None:
         schema, name = _split(table, "main")
@@ -171,6 +208,30 @@ class PostgresWarehouse:
                 cur.executemany(sql, rows)
         except psycopg.Error as err:
             raise WarehouseError(f"PostgreSQL write failed: {str(err).strip().splitlines()[0]}") from None
+
+    def bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        import psycopg
+
+        count = 0
+        try:
+            with self._conn().cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+                    count += 1
+        except psycopg.Error as err:
+            raise WarehouseError(f"PostgreSQL write failed: {str(err).strip().splitlines()[0]}") from None
+        return count
+
+    def transaction(self, statements: Sequence[str]) -> None:
+        import psycopg
+
+        conn = self._conn()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                for sql in statements:
+                    cur.execute(sql)
+        except psycopg.Error as err:
+            raise WarehouseError(f"PostgreSQL transaction failed: {str(err).strip().splitlines()[0]}") from None
 
     def table_columns(self, table: str) -> dict[str, str] | None:
         parts = table.split(".")

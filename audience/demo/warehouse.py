@@ -606,7 +606,7 @@ def _email_parts_sql() -> str:
 
 def _email() -> str:
     """~10% NULL, ~2% invalid, ~12% with upper case, ~3% with surrounding spaces."""
-    clean = "(local_part || '@' || domain)"
+    clean = "clean_email"
     invalid = (f"CASE WHEN {_u('h', 37)} < 0.2 THEN first || '.' || last || '@' "
                f"ELSE {_uniform(_u('h', 45), _INVALID_EMAILS)} END")
     cased = (f"CASE WHEN {_u('h', 38)} < 0.08 THEN upper(substr({clean}, 1, 1)) "
@@ -620,7 +620,7 @@ def _email() -> str:
 
 def _phone() -> str:
     """~30% NULL, ~3% invalid; else the fan's country in E.164 (spaced or compact) or national."""
-    digits = f"lpad(CAST({_mix('h', 41)} % 1000000000000 AS VARCHAR), 12, '0')"
+    digits = "phone_digits"
     style = _u("h", 43)
     country_cases = []
     for country, variants in _PHONE_TEMPLATES.items():
@@ -641,8 +641,7 @@ def _phone() -> str:
 
 def _device_id() -> str:
     """~40% NULL; version-4-shaped UUIDs, ~30% of them upper case."""
-    x = (f"(lpad(to_hex({_mix('h', 51)}), 16, '0') "
-         f"|| lpad(to_hex({_mix('h', 52)}), 16, '0'))")
+    x = "device_hex"
     variant = f"list_extract(['8', '9', 'a', 'b'], 1 + CAST(floor({_u('h', 53)} * 4) AS INTEGER))"
     uuid = (f"lower(substr({x}, 1, 8) || '-' || substr({x}, 9, 4) || '-4' || substr({x}, 14, 3)"
             f" || '-' || {variant} || substr({x}, 18, 3) || '-' || substr({x}, 21, 12))")
@@ -651,7 +650,7 @@ def _device_id() -> str:
 
 
 def _birth_date(as_of_date: str) -> str:
-    """Exact ages: whole years by interval arithmetic minus 0-364 days (never a birthday)."""
+    """Exact ages: as_of minus the drawn whole years minus 0-364 days is exactly that age."""
     age = (f"CASE WHEN {_u('h', 60)} < 0.08 THEN 10 + floor(6 * {_u('h', 61)}) "
            f"WHEN {_u('h', 60)} < 0.13 THEN 16 + floor(2 * {_u('h', 61)}) "
            f"ELSE 18 + floor(52 * pow({_u('h', 61)}, 1.6)) END")
@@ -667,12 +666,17 @@ def _fans_sql(as_of_us: int, as_of_date: str, schema: str) -> str:
            {_birth_date(as_of_date)}, {_ts(as_of_us, f"30 + 1800 * {_u('h', 71)}")},
            e.favourite_genre, coalesce(round(p.ltv, 2), 0.0),
            {_weighted(_u('h', 70), _RELIGIONS)}
-    FROM ({_email_parts_sql()}) e
+    FROM (
+        SELECT *, local_part || '@' || domain AS clean_email,
+            lpad(CAST({_mix('h', 41)} % 1000000000000 AS VARCHAR), 12, '0') AS phone_digits,
+            lpad(to_hex({_mix('h', 51)}), 16, '0') || lpad(to_hex({_mix('h', 52)}), 16, '0')
+                AS device_hex
+        FROM ({_email_parts_sql()})
+    ) e
     LEFT JOIN (
         SELECT fan_id, sum(amount) AS ltv FROM {schema}.purchases
         WHERE purchased_at <= make_timestamp({as_of_us}::BIGINT) GROUP BY fan_id
     ) p USING (fan_id)
-    ORDER BY e.fan_id
     """
 
 

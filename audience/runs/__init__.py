@@ -1,0 +1,1 @@
+"""Refresh runs: state, snapshots and diffs, exporters, schedules, exactly-once resume."""
