@@ -176,8 +176,21 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     return runs_command(args)
 cmd_serve = _not_yet("serve")
-cmd_dsp_sandbox = _not_yet("dsp-sandbox")
-cmd_consent_import = _not_yet("consent import")
+
+
+def cmd_dsp_sandbox(args: argparse.Namespace) -> int:
+    from exporters.grpc_ingest.sandbox import run_sandbox
+
+    if not args.db.is_absolute():
+        args.db = Path(args.project) / args.db
+    args.db.parent.mkdir(parents=True, exist_ok=True)
+    return run_sandbox(args)
+
+
+def cmd_consent_import(args: argparse.Namespace) -> int:
+    from audience.consent_import import import_command
+
+    return import_command(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
