@@ -1,0 +1,406 @@
+"""Drop writer and local file store: layout, exact bytes, atomicity, manifest last."""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import hashlib
+import itertools
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exporters.drop_writer import DropWriter, PartInfo, split_parts
+from exporters.objectstore import (
+    ExportStoreError,
+    FileStore,
+    ObjectNotFoundError,
+    S3Store,
+    open_store,
+)
+
+# Stand-ins for hashed identifiers (64 hex chars, as the sha256 profile produces).
+E1 = "e1" * 32
+E2 = "e2" * 32
+E4 = "e4" * 32
+P1 = "f1" * 32
+P3 = "f3" * 32
+P4 = "f4" * 32
+# A uid2-style value: base64 of 32 bytes, with the characters CSV could care about.
+UID2 = "ab+/cd" * 7 + "e="
+
+MANIFEST_FIELDS = {
+    "audience": "vip",
+    "run_id": "run-1",
+    "destination": "drop",
+    "format": "sha256",
+    "mode": "mirror",
+    "as_of": "2024-05-01T00:00:00Z",
+    "definition": {"file": "audiences/vip.aud", "git_commit": "abc123", "content_hash": "c0ffee"},
+    "consent_funnel": {"profiles": 4, "consented": 3, "exported": 3},
+}
+
+
+def part_text(root: Path, key: str) -> str:
+    return gzip.decompress((root / key).read_bytes()).decode("utf-8")
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def all_files(root: Path) -> list[str]:
+    """Every file under root, hidden temp files included."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "drop"
+
+
+@pytest.fixture
+def writer(root: Path, tmp_path: Path) -> DropWriter:
+    work = tmp_path / "work"
+    work.mkdir()
+    return DropWriter(
+        FileStore(root), "vip", "run-1", ["email", "phone"], rows_per_part=2, tmp_dir=work
+    )
+
+
+def test_run_layout_parts_then_manifest(writer: DropWriter, root: Path) -> None:
+    adds = writer.write_parts("adds", [(E1, P1), (E2, None), (None, P3)])
+    writer.write_parts("removes", [(E4, P4)])
+
+    assert [part.rows for part in adds] == [2, 1]
+    assert all_files(root) == [
+        "vip/run-1/adds-00000.csv.gz",
+        "vip/run-1/adds-00001.csv.gz",
+        "vip/run-1/removes-00000.csv.gz",
+    ]
+    assert writer.manifest_exists() is False
+
+    assert writer.write_manifest(MANIFEST_FIELDS) == "vip/run-1/manifest.json"
+
+    assert writer.manifest_exists() is True
+    assert all_files(root) == [
+        "vip/run-1/adds-00000.csv.gz",
+        "vip/run-1/adds-00001.csv.gz",
+        "vip/run-1/manifest.json",
+        "vip/run-1/removes-00000.csv.gz",
+    ]
+    manifest = json.loads((root / "vip/run-1/manifest.json").read_text(encoding="utf-8"))
+    run = root / "vip/run-1"
+    assert manifest == {
+        **MANIFEST_FIELDS,
+        "files": [
+            {
+                "key": "adds-00000.csv.gz",
+                "kind": "adds",
+                "rows": 2,
+                "sha256": sha256_of(run / "adds-00000.csv.gz"),
+                "bytes": (run / "adds-00000.csv.gz").stat().st_size,
+            },
+            {
+                "key": "adds-00001.csv.gz",
+                "kind": "adds",
+                "rows": 1,
+                "sha256": sha256_of(run / "adds-00001.csv.gz"),
+                "bytes": (run / "adds-00001.csv.gz").stat().st_size,
+            },
+            {
+                "key": "removes-00000.csv.gz",
+                "kind": "removes",
+                "rows": 1,
+                "sha256": sha256_of(run / "removes-00000.csv.gz"),
+                "bytes": (run / "removes-00000.csv.gz").stat().st_size,
+            },
+        ],
+    }
+
+
+def test_header_row_and_empty_cells_are_exact(writer: DropWriter, root: Path) -> None:
+    writer.write_parts("adds", [(E1, P1), (E2, None), (None, P3)])
+
+    assert part_text(root, "vip/run-1/adds-00000.csv.gz") == f"email,phone\n{E1},{P1}\n{E2},\n"
+    assert part_text(root, "vip/run-1/adds-00001.csv.gz") == f"email,phone\n,{P3}\n"
+
+
+def test_base64_values_are_not_quoted(root: Path) -> None:
+    writer = DropWriter(FileStore(root), "vip", "run-1", ["email", "phone"])
+    writer.write_part("members", 0, [(UID2, None), (None, UID2)])
+
+    assert part_text(root, "vip/run-1/members-00000.csv.gz") == f"email,phone\n{UID2},\n,{UID2}\n"
+
+
+def test_a_row_without_any_identifier_is_refused(writer: DropWriter) -> None:
+    with pytest.raises(ValueError, match="row 2 has no identifier"):
+        writer.write_part("adds", 0, [(E1, None), (None, None)])
+
+
+def test_empty_kind_still_writes_a_header_only_part(writer: DropWriter, root: Path) -> None:
+    parts = writer.write_parts("removes", [])
+
+    assert [(p.kind, p.index, p.rows) for p in parts] == [("removes", 0, 0)]
+    assert part_text(root, "vip/run-1/removes-00000.csv.gz") == "email,phone\n"
+
+
+def test_gzip_header_has_no_name_and_no_date(writer: DropWriter, root: Path) -> None:
+    writer.write_part("adds", 0, [(E1, P1)])
+
+    header = (root / "vip/run-1/adds-00000.csv.gz").read_bytes()[:10]
+    # RFC 1952: magic 1f 8b, CM 8 (deflate), FLG 0 (no FNAME), MTIME 0,
+    # XFL 4 (fastest compression), OS 255 (unknown: the same on every platform).
+    assert header == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"
+
+
+def test_rerun_writes_identical_bytes(tmp_path: Path) -> None:
+    rows = [(E1, P1), (E2, None), (None, P3)]
+    first = DropWriter(FileStore(tmp_path / "a"), "vip", "run-1", ["email", "phone"])
+    second = DropWriter(FileStore(tmp_path / "b"), "vip", "run-1", ["email", "phone"])
+
+    info_a = first.write_part("adds", 0, rows)
+    info_b = second.write_part("adds", 0, iter(rows))
+    first.write_manifest(MANIFEST_FIELDS)
+    second.write_manifest(dict(reversed(list(MANIFEST_FIELDS.items()))))
+
+    key = "vip/run-1/adds-00000.csv.gz"
+    assert sha256_of(tmp_path / "a" / key) == sha256_of(tmp_path / "b" / key)
+    assert info_a == info_b
+    assert info_a.sha256 == sha256_of(tmp_path / "a" / key)
+    manifest_key = "vip/run-1/manifest.json"
+    assert (tmp_path / "a" / manifest_key).read_bytes() == (
+        tmp_path / "b" / manifest_key
+    ).read_bytes()
+    assert (
+        (tmp_path / "a" / manifest_key)
+        .read_text(encoding="utf-8")
+        .startswith('{\n  "as_of": "2024-05-01T00:00:00Z",\n  "audience": "vip",\n')
+    )
+
+
+def test_rerun_into_same_store_keeps_the_existing_file(writer: DropWriter, root: Path) -> None:
+    writer.write_part("adds", 0, [(E1, P1)])
+    path = root / "vip/run-1/adds-00000.csv.gz"
+    inode = path.stat().st_ino
+
+    again = DropWriter(FileStore(root), "vip", "run-1", ["email", "phone"])
+    again.write_part("adds", 0, [(E1, P1)])
+
+    assert path.stat().st_ino == inode  # not replaced: same bytes were already there
+    again.write_part("adds", 0, [(E2, P1)])
+    assert path.stat().st_ino != inode
+    assert part_text(root, "vip/run-1/adds-00000.csv.gz") == f"email,phone\n{E2},{P1}\n"
+
+
+def test_failing_row_source_leaves_nothing_behind(writer: DropWriter, root: Path) -> None:
+    def rows() -> Iterator[tuple[str, str]]:
+        yield (E1, P1)
+        raise RuntimeError("profile source went away")
+
+    with pytest.raises(RuntimeError, match="profile source went away"):
+        writer.write_part("adds", 0, rows())
+
+    assert not root.exists() or all_files(root) == []
+    assert writer.tmp_dir is not None
+    assert list(writer.tmp_dir.iterdir()) == []
+
+
+def test_failed_fsync_leaves_no_partial_file(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "part.bin"
+    source.write_bytes(b"x" * 100_000)
+    store = FileStore(root)
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(ExportStoreError) as caught:
+        store.put_file("vip/run-1/adds-00000.csv.gz", source, sha256_of(source))
+
+    assert str(caught.value) == (
+        f"write failed for {(root / 'vip/run-1/adds-00000.csv.gz').as_uri()}: "
+        "No space left on device"
+    )
+    assert all_files(root) == []
+    assert store.list() == []
+
+
+def test_digest_mismatch_is_refused_and_leaves_nothing(root: Path, tmp_path: Path) -> None:
+    source = tmp_path / "part.bin"
+    source.write_bytes(b"abc")
+    store = FileStore(root)
+
+    with pytest.raises(ExportStoreError, match="content does not match its sha256"):
+        store.put_file("k/abc.bin", source, "0" * 64)
+
+    assert all_files(root) == []
+
+
+def test_raw_identifiers_are_refused_without_echoing_them(writer: DropWriter, root: Path) -> None:
+    with pytest.raises(ValueError) as caught:
+        writer.write_part("adds", 0, [(E1, P1), ("alice@example.com", None)])
+    assert str(caught.value) == "row 2 column email: value is not a hashed identifier"
+
+    with pytest.raises(ValueError) as caught:
+        writer.write_part("adds", 0, [(None, "+14155550100")])
+    assert str(caught.value) == "row 1 column phone: value is not a hashed identifier"
+    assert not root.exists() or all_files(root) == []
+
+
+def test_row_width_and_part_size_are_enforced(writer: DropWriter, root: Path) -> None:
+    with pytest.raises(ValueError, match=r"row 1 has 1 values, expected 2 \(email,phone\)"):
+        writer.write_part("adds", 0, [(E1,)])
+    with pytest.raises(ValueError, match="part has more than 2 rows"):
+        writer.write_part("adds", 0, [(E1, P1), (E2, P1), (E4, P1)])
+    assert not root.exists() or all_files(root) == []
+
+
+def test_split_parts_cuts_lazily() -> None:
+    assert [list(part) for part in split_parts(range(5), 2)] == [[0, 1], [2, 3], [4]]
+    assert [list(part) for part in split_parts([], 3)] == [[]]
+    assert [list(part) for part in split_parts([], 3, at_least_one=False)] == []
+
+    parts = split_parts(range(5), 2)
+    next(parts)  # first part left unread
+    assert list(next(parts)) == [2, 3]
+
+    endless = split_parts(itertools.count(), 3)
+    assert list(next(endless)) == [0, 1, 2]
+    assert list(next(endless)) == [3, 4, 5]
+
+    with pytest.raises(ValueError):
+        next(split_parts(range(3), 0))
+
+
+def test_existing_part_confirms_a_stored_part(writer: DropWriter, root: Path) -> None:
+    written = writer.write_parts("members", [(E1, P1), (E2, None), (None, P3)])
+
+    resumed = DropWriter(FileStore(root), "vip", "run-1", ["email", "phone"], rows_per_part=2)
+    assert resumed.existing_part("members", 0) == written[0]
+    assert resumed.existing_part("members", 1, expected_sha256=written[1].sha256) == written[1]
+    assert resumed.existing_part("members", 1, expected_sha256="0" * 64) is None
+    assert resumed.existing_part("members", 2) is None
+    assert written[1] == PartInfo(
+        key="vip/run-1/members-00001.csv.gz",
+        kind="members",
+        index=1,
+        rows=1,
+        sha256=sha256_of(root / "vip/run-1/members-00001.csv.gz"),
+        bytes=(root / "vip/run-1/members-00001.csv.gz").stat().st_size,
+    )
+
+    resumed.write_manifest(MANIFEST_FIELDS)
+    manifest = json.loads((root / "vip/run-1/manifest.json").read_text(encoding="utf-8"))
+    assert [(f["key"], f["rows"]) for f in manifest["files"]] == [
+        ("members-00000.csv.gz", 2),
+        ("members-00001.csv.gz", 1),
+    ]
+
+
+def test_manifest_rules(writer: DropWriter) -> None:
+    with pytest.raises(ValueError, match="no parts were written"):
+        writer.write_manifest(MANIFEST_FIELDS)
+    writer.write_part("adds", 1, [(E1, P1)])
+    with pytest.raises(ValueError, match=r"adds parts are not numbered 0\.\.0"):
+        writer.write_manifest(MANIFEST_FIELDS)
+    writer.write_part("adds", 0, [(E1, P1)])
+    with pytest.raises(ValueError, match='"files" entry is filled in'):
+        writer.write_manifest({**MANIFEST_FIELDS, "files": []})
+    writer.write_part("members", 0, [(E1, P1)])
+    with pytest.raises(ValueError, match="either members parts or adds/removes"):
+        writer.write_manifest(MANIFEST_FIELDS)
+    assert writer.manifest_exists() is False
+
+
+def test_names_are_checked() -> None:
+    store = FileStore(Path("/nonexistent"))
+    with pytest.raises(
+        ValueError, match=re.escape("audience '../x' cannot be used as a folder name")
+    ):
+        DropWriter(store, "../x", "run-1", ["email"])
+    with pytest.raises(ValueError, match="column 'E-mail' is not an identifier type name"):
+        DropWriter(store, "vip", "run-1", ["E-mail"])
+    with pytest.raises(ValueError, match="distinct"):
+        DropWriter(store, "vip", "run-1", ["email", "email"])
+    writer = DropWriter(store, "vip", "run-1", ["email"])
+    with pytest.raises(ValueError, match="part kind must be one of adds, removes, members"):
+        writer.part_key("deletes", 0)  # type: ignore[arg-type]
+
+
+def test_file_store_basics(root: Path) -> None:
+    store = FileStore(root)
+    store.put_bytes("a/b.txt", b"one")
+    store.put_bytes("a/c.txt", b"two")
+    store.put_bytes("b/d.txt", b"three")
+
+    assert store.list() == ["a/b.txt", "a/c.txt", "b/d.txt"]
+    assert store.list("a/") == ["a/b.txt", "a/c.txt"]
+    assert store.get_bytes("b/d.txt") == b"three"
+    info = store.head("a/b.txt")
+    assert info is not None
+    assert (info.size, info.sha256) == (3, hashlib.sha256(b"one").hexdigest())
+    assert store.head("a/missing.txt") is None
+    with pytest.raises(ObjectNotFoundError):
+        store.get_bytes("a/missing.txt")
+    store.delete("a/b.txt")
+    store.delete("a/b.txt")
+    assert store.list("a/") == ["a/c.txt"]
+    for bad in ("../escape", "/abs", "a//b", "a/./b", ""):
+        with pytest.raises(ValueError, match="invalid object key"):
+            store.put_bytes(bad, b"x")
+
+
+def test_open_store_parses_destination_uris(tmp_path: Path) -> None:
+    file_store = open_store(f"file://{tmp_path}/exports")
+    assert isinstance(file_store, FileStore)
+    assert file_store.root == tmp_path / "exports"
+
+    s3_store = open_store("s3://my-bucket/exports/daily/", endpoint_url="http://127.0.0.1:9")
+    assert isinstance(s3_store, S3Store)
+    assert (s3_store.bucket, s3_store.prefix) == ("my-bucket", "exports/daily/")
+    assert s3_store.describe("x.json") == "s3://my-bucket/exports/daily/x.json"
+    bare = open_store("s3://my-bucket", sse="AES256")
+    assert isinstance(bare, S3Store)
+    assert (bare.prefix, bare.sse) == ("", "AES256")
+
+    for uri, message in [
+        ("http://example.com/x", "unsupported destination URI"),
+        ("file://otherhost/x", "file URIs must be local"),
+        ("s3:///prefix", "names no bucket"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            open_store(uri)
+    with pytest.raises(ValueError, match="S3 options do not apply"):
+        open_store(f"file://{tmp_path}", sse="AES256")
+    with pytest.raises(ValueError, match="sse must be one of AES256, aws:kms"):
+        open_store("s3://my-bucket/", sse="aes")
+    with pytest.raises(ValueError, match='kms_key_id requires sse = "aws:kms"'):
+        open_store("s3://my-bucket/", sse="AES256", kms_key_id="alias/k")
+
+
+def test_exported_files_get_ordinary_permissions(root: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        FileStore(root).put_bytes("vip/run-1/manifest.json", b"{}")
+    finally:
+        os.umask(previous)
+
+    assert (root / "vip/run-1/manifest.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_file_store_lists_below_a_nested_prefix(root: Path) -> None:
+    store = FileStore(root)
+    for key in ("vip/run-1/a.csv.gz", "vip/run-10/b.csv.gz", "vip/run-2/c.csv.gz", "other/x"):
+        store.put_bytes(key, b"x")
+
+    assert store.list("vip/run-1") == ["vip/run-1/a.csv.gz", "vip/run-10/b.csv.gz"]
+    assert store.list("vip/run-1/") == ["vip/run-1/a.csv.gz"]
+    assert store.list("vip/run-3/") == []
+    assert store.list("nope") == []
