@@ -21,7 +21,9 @@ The data is shaped so the example audiences are non-trivial:
 * ages: ~8% of fans are under 16 at ``as_of`` and another ~5% are 16 or 17 (~13% under 18);
   ~5% have no birth date. Every event belongs to an existing fan (referential integrity).
 
-Measured on the 2-core build machine (DuckDB 2.0): MEASURED_TIMES
+Measured on the 2-core build machine (DuckDB 2.0, in memory): 1M fans with 18M events and 5M
+consent rows (``DemoSizes(fans=1_000_000, consents_per_fan=5)``) take ~16 s of CPU, about 12 s
+wall on idle cores (16-30 s while other jobs share them); the default 5,000 fans take ~0.4 s.
 """
 
 from __future__ import annotations
