@@ -54,7 +54,7 @@ def _case(*whens: tuple[exp.Expression, exp.Expression], default: exp.Expression
 
 
 def newest_decisions(policy: ConsentPolicy, purposes: tuple[str, ...], as_of: datetime,
-                     consent_table: Table | None) -> exp.Select:
+                     consent_table: Table | None, member_keys: exp.Select | None = None) -> exp.Select:
     """Per profile: how many required purposes are validly granted, and how many are denied.
 
     The newest decision per (profile, purpose) at `as_of` wins; on a tie `denied` wins.
@@ -77,6 +77,8 @@ def newest_decisions(policy: ConsentPolicy, purposes: tuple[str, ...], as_of: da
             exp.LTE(this=col("updated_at", c), expression=timestamp_literal(as_of, updated_kind)),
             copy=False), copy=False)
     )
+    if member_keys is not None:  # only the audience's members' decisions are ranked
+        ranked = ranked.where(exp.In(this=col("profile_key", c), query=member_keys.subquery()), copy=False)
     d = "d"
     valid_grant = exp.and_(
         exp.EQ(this=col("status", d), expression=_s("granted")),
@@ -180,20 +182,40 @@ def holdout_bucket_py(audience: str, key: object) -> int:
     return int(hashlib.sha256(f"{audience}:{key}".encode()).hexdigest()[:8], 16) % 10000
 
 
+MEMBERS = "audience_members"
+
+
 def consent_query(definition: exp.Select, catalog: Catalog, policy: ConsentPolicy, target: ExportTarget,
                   as_of: datetime, *, audience: str, holdout_percent: float, dialect: str,
-                  consent_table: Table | None = None, suppression_key_kind: str | None = None) -> exp.Select:
-    """Extend the definition query with consent columns: one row per matched profile.
+                  consent_table: Table | None = None, passthrough: tuple[str, ...] = (),
+                  members_cte: bool = True) -> exp.Select:
+    """The consent filter over the definition's members: one row per matched profile.
 
     Columns: profile_key, profile_country, id_<type> per identifier type of the target,
-    consent_stage (first failing rule of consent.md, 0 = passes), held_out (bool).
+    consent_stage (first failing rule of consent.md, 0 = passes), held_out (bool), and the
+    definition's `passthrough` columns.
+
+    The members are a CTE (materialized where the engine supports the hint) and the consent
+    decisions are read for those members only, so a small audience does not pay for ranking
+    every decision in the consent table.
     """
-    q = definition.copy()
     p = PROFILE_ALIAS
     key = col(catalog.profile_key, p)
     country = col(catalog.country_column, p) if catalog.country_column else None
     perms = "perm"
-    q = q.join(newest_decisions(policy, target.purposes, as_of, consent_table).subquery(perms),
+    if members_cte:
+        m = "m"
+        decisions = newest_decisions(policy, target.purposes, as_of, consent_table,
+                                     exp.select(col("profile_key", MEMBERS)).from_(MEMBERS))
+        q = (exp.select(exp.alias_(col("profile_key", m), "profile_key"), *[col(c, m) for c in passthrough])
+             .from_(exp.Table(this=exp.to_identifier(MEMBERS), alias=exp.TableAlias(this=exp.to_identifier(m))))
+             .join(table_ref(catalog.profile, p), on=exp.EQ(this=key.copy(), expression=col("profile_key", m)),
+                   copy=False)
+             .with_(MEMBERS, as_=definition.copy(), materialized=dialect in ("duckdb", "postgres"), copy=False))
+    else:
+        decisions = newest_decisions(policy, target.purposes, as_of, consent_table)
+        q = definition.copy()
+    q = q.join(decisions.subquery(perms),
                on=exp.EQ(this=col("profile_key", perms), expression=key.copy()), join_type="left", copy=False)
     stages: list[tuple[exp.Expression, exp.Expression]] = []
     if policy.suppression_table:

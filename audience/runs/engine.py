@@ -24,8 +24,10 @@ from audience.errors import OperationalError, UserError
 from audience.project import Project
 from audience.runs import snapshots as snap
 from audience.runs.model import BUILDING, EXPORTING, FAILED, HELD, PENDING, SUCCEEDED, RunRecord
+from audience.runs.schedule import sync_due
 from audience.runs.sinks import ExportPlan, sink_for
 from audience.runs.store import StateStore, now, worker_id
+from audience.runs.testhook import pause_point
 from consent_filter.policy import NO_PERMISSION, PASSES, SUPPRESSED, UNDER_AGE
 from consent_filter.query import COUNTRY, HELD_OUT, STAGE, consent_query, identifier_alias
 from dsl import ast
@@ -38,6 +40,14 @@ HASH_BATCH = 50_000
 
 class SyncBusy(OperationalError):
     """Another worker holds this sync's lease."""
+
+
+class SyncNotDue(OperationalError):
+    """`--due` found the sync no longer due once it held the lease (another worker ran it)."""
+
+
+class LeaseLost(OperationalError):
+    """Another worker took this sync's lease over; this worker must stop touching the run."""
 
 
 @dataclass
@@ -76,17 +86,35 @@ class RunEngine:
         self.wh = project.warehouse
         self.owner = worker_id()
         self.on_progress = progress or (lambda run: None)
+        self._lease: str | None = None
 
     # ---- entry point ----------------------------------------------------------------------------
-    def refresh(self, sync: Sync, *, as_of: datetime, force: bool = False, run_id: str | None = None) -> RunRecord:
+    def refresh(self, sync: Sync, *, as_of: datetime, force: bool = False, run_id: str | None = None,
+                only_if_due: bool = False) -> RunRecord:
+        """Run (or resume) one sync under its lease.
+
+        With `only_if_due`, the schedule is checked again once the lease is held: a second
+        `refresh --due` that listed the sync as due while another worker was running it must
+        not run it a second time (SyncNotDue).
+        """
         lease = f"sync:{sync.audience.name}:{sync.destination.name}"
         if not self.store.acquire_lease(lease, self.owner, LEASE_TTL):
             raise SyncBusy(f"sync {sync.audience.name} -> {sync.destination.name} is running in another worker")
+        self._lease = lease
         try:
+            if only_if_due and not self._still_due(sync, as_of):
+                raise SyncNotDue(f"sync {sync.audience.name} -> {sync.destination.name} is no longer due "
+                                 "(another worker ran it)")
             run = self._resume_or_create(sync, as_of, force, run_id)
-            return self._execute(sync, run, lease)
+            return self._execute(sync, run)
         finally:
+            self._lease = None
             self.store.release_lease(lease, self.owner)
+
+    def _still_due(self, sync: Sync, at: datetime) -> bool:
+        declared = {s.destination: s.schedule for s in sync.audience.syncs}
+        schedule = declared.get(sync.destination.name)
+        return sync_due(self.store, sync.audience.name, sync.destination.name, schedule, at).due
 
     def prepare(self, sync: Sync, *, as_of: datetime, force: bool = False) -> RunRecord:
         """Create (or find the unfinished) run without executing it; used to answer at once."""
@@ -110,20 +138,26 @@ class RunEngine:
         self.store.create_run(run)
         return run
 
+    def _renew(self) -> None:
+        """Extend the lease; a worker that lost it (it stalled past the TTL) must stop at once."""
+        if self._lease and not self.store.renew_lease(self._lease, self.owner, LEASE_TTL):
+            raise LeaseLost(f"lost the lease of {self._lease} to another worker; stopping this worker's run")
+
     def _save(self, run: RunRecord) -> None:
+        self._renew()
         self.store.save_run(run)
         self.on_progress(run)
 
-    def _execute(self, sync: Sync, run: RunRecord, lease: str) -> RunRecord:
+    def _execute(self, sync: Sync, run: RunRecord) -> RunRecord:
         run.started_at = run.started_at or now()
         try:
             snap.ensure_schema(self.wh)
-            done = self.store.checkpoints(run.run_id)
-            if "plan" not in done:
+            if "plan" not in self.store.checkpoints(run.run_id):
                 run.state = BUILDING
                 self._save(run)
                 decision = self._build_plan(sync, run)
                 self.store.checkpoint(run.run_id, "plan", decision)
+                pause_point("plan")
             decision = self.store.checkpoints(run.run_id)["plan"]
             run.counts = dict(decision["counts"])
             run.full_upload = decision["full"]
@@ -131,22 +165,36 @@ class RunEngine:
             run.progress_total = decision["counts"].get("rows_to_send", 0)
             self._save(run)
             if "exported" not in self.store.checkpoints(run.run_id):
-                result = self._export(sync, run, decision, lease)
+                result = self._export(sync, run, decision)
                 self.store.checkpoint(run.run_id, "exported", result)
+                pause_point("exported")
             if "snapshot" not in self.store.checkpoints(run.run_id):
-                self._apply_snapshot(sync, run, decision)
+                self._apply_snapshot(run, decision)
                 self.store.checkpoint(run.run_id, "snapshot", {})
+                pause_point("snapshot")
             snap.clear_run(self.wh, run.run_id)
             run.state, run.error = decision["outcome"], decision.get("error")
+        except LeaseLost:
+            raise  # the run belongs to the worker that took the lease: record nothing
         except (UserError, OperationalError) as err:
             run.state, run.error = FAILED, str(err)
             log.warning("run.failed", run_id=run.run_id, error=str(err))
+            self._discard(run)
         run.finished_at = now()
         run.progress_done = run.progress_total if run.state == SUCCEEDED else run.progress_done
         self._save(run)
-        if run.state == FAILED and run.error and "plan" not in self.store.checkpoints(run.run_id):
-            snap.clear_run(self.wh, run.run_id)
         return run
+
+    def _discard(self, run: RunRecord) -> None:
+        """Drop a failed run's staging rows: a failed run is never resumed (the next is new)."""
+        try:
+            snap.clear_run(self.wh, run.run_id)
+        except OperationalError as err:  # the warehouse may be what failed; the rows are inert
+            log.warning("run.cleanup_failed", run_id=run.run_id, error=str(err))
+
+    def _mine(self, run: RunRecord, alias: str = "") -> str:
+        """SQL filter for this sync's rows of the snapshot tables."""
+        return snap.sync_filter(self.project.config.name, run.audience, run.destination, alias)
 
     # ---- build: stage, diff, hash, decide -----------------------------------------------------------
     def _stage_query(self, sync: Sync, run: RunRecord) -> exp.Select:
@@ -162,7 +210,7 @@ class RunEngine:
         definition = definition.transform(_rename_alias(PROFILE_ALIAS, "d0"))
         definition.set("expressions", [exp.alias_(col(catalog.profile_key, "d0"), "k")])
         previous = (exp.select(exp.alias_(col("member_key", "m"), "k")).from_(table_ref(_tbl("members"), "m"))
-                    .where(f"m.audience = {snap.lit(run.audience)} AND m.destination = {snap.lit(run.destination)}"))
+                    .where(self._mine(run, "m")))
         base = (exp.select(exp.alias_(key.copy(), "profile_key")).from_(table_ref(catalog.profile, PROFILE_ALIAS))
                 .join(definition.subquery("dq"), on=exp.EQ(this=col("k", "dq"), expression=key.copy()), join_type="left")
                 .join(previous.subquery("pq"), on=exp.EQ(this=col("k", "pq"), expression=exp.cast(key.copy(), exp.DataType.Type.VARCHAR)),
@@ -171,7 +219,7 @@ class RunEngine:
                                exp.Not(this=exp.Is(this=col("k", "pq"), expression=exp.Null())))))
         q = consent_query(base, catalog, policy_of(project), target_of(dest), run.as_of, audience=run.audience,
                           holdout_percent=float(sync.audience.holdout), dialect=self.wh.dialect,
-                          consent_table=_consent_table(project))
+                          consent_table=_consent_table(project), members_cte=False)
         return q.select(exp.alias_(exp.Not(this=exp.Is(this=col("k", "dq"), expression=exp.Null())), "in_definition"),
                         exp.alias_(snap.profile_fingerprint(catalog, dest.format, dest.identifiers), "fingerprint"),
                         copy=False)
@@ -188,31 +236,34 @@ class RunEngine:
             snap.clear_run(self.wh, run.run_id)
 
     def _build_plan(self, sync: Sync, run: RunRecord, *, preview: bool = False) -> dict[str, Any]:
-        wh, rid = self.wh, snap.lit(run.run_id)
+        wh, rid, t = self.wh, snap.lit(run.run_id), snap.table
         snap.clear_run(wh, run.run_id)
         stage_sql = self._stage_query(sync, run).sql(dialect=wh.dialect)
-        wh.execute(f"INSERT INTO {snap.table('stage')} (run_id, member_key, consent_stage, held_out, in_definition, fingerprint) "
+        wh.execute(f"INSERT INTO {t('stage')} (run_id, member_key, consent_stage, held_out, in_definition, fingerprint) "
                    f"SELECT {rid}, CAST(profile_key AS VARCHAR), {STAGE}, {HELD_OUT}, in_definition, fingerprint "
                    f"FROM ({stage_sql}) AS s")
-        sync_where = snap.sync_filter(run.audience, run.destination)
-        previous = wh.query(f"SELECT COUNT(*) FROM {snap.table('members')} WHERE {sync_where}")[0][0]
+        self._renew()
+        previous = int(wh.query(f"SELECT COUNT(*) FROM {t('members')} WHERE {self._mine(run)}")[0][0])
         full = previous == 0 or sync.mode == "replace"
         funnel = self._funnel(rid)
         # who is to be added: current members that are new, or whose identifiers changed
         current = f"s.run_id = {rid} AND s.in_definition AND s.{STAGE} = {PASSES} AND NOT s.{HELD_OUT}"
-        changed = (f"SELECT s.member_key, s.fingerprint FROM {snap.table('stage')} s LEFT JOIN {snap.table('members')} m "
-                   f"ON m.member_key = s.member_key AND {snap.sync_filter(run.audience, run.destination, 'm')} "
+        changed = (f"SELECT s.member_key, s.fingerprint FROM {t('stage')} s LEFT JOIN {t('members')} m "
+                   f"ON m.member_key = s.member_key AND {self._mine(run, 'm')} "
                    f"WHERE {current} AND (m.member_key IS NULL OR m.fingerprint <> s.fingerprint)")
         invalid = 0 if preview else self._hash_adds(sync, run, changed)
+        self._renew()
         if full and not preview:  # the whole list: unchanged members keep the hashes sent before
-            wh.execute(f"INSERT INTO {snap.table('plan_adds')} (run_id, member_key, fingerprint, id_type, hashed) "
-                       f"SELECT {rid}, t.member_key, t.fingerprint, t.id_type, t.hashed FROM {snap.table('sent')} t "
-                       f"JOIN {snap.table('stage')} s ON s.member_key = t.member_key AND s.fingerprint = t.fingerprint "
-                       f"JOIN {snap.table('members')} m ON m.member_key = t.member_key AND m.fingerprint = t.fingerprint "
-                       f"AND {snap.sync_filter(run.audience, run.destination, 'm')} "
-                       f"WHERE {current} AND {snap.sync_filter(run.audience, run.destination, 't')}")
+            wh.execute(f"INSERT INTO {t('plan_adds')} (run_id, member_key, fingerprint, id_type, hashed) "
+                       f"SELECT {rid}, x.member_key, x.fingerprint, x.id_type, x.hashed FROM {t('sent')} x "
+                       f"JOIN {t('stage')} s ON s.member_key = x.member_key AND s.fingerprint = x.fingerprint "
+                       f"JOIN {t('members')} m ON m.member_key = x.member_key AND m.fingerprint = x.fingerprint "
+                       f"AND {self._mine(run, 'm')} "
+                       f"WHERE {current} AND {self._mine(run, 'x')}")
         self._plan_removes(run, sync.mode, rid)
-        return self._decide(sync, run, full, funnel, invalid, previous)
+        new = int(wh.query(f"SELECT COUNT(*) FROM ({changed}) AS c")[0][0]) - invalid
+        return self._decide(sync, run, full=full, funnel=funnel, invalid=invalid, new=new, previous=previous,
+                            preview=preview)
 
     def _funnel(self, rid: str) -> dict[str, int]:
         from consent_filter.funnel import Funnel
@@ -267,122 +318,158 @@ class RunEngine:
         keep_current = (f"NOT (s.member_key IS NOT NULL AND s.fingerprint = t.fingerprint AND s.in_definition "
                         f"AND s.{STAGE} = {PASSES} AND NOT s.{HELD_OUT})")
         self.wh.execute(
-            f"INSERT INTO {snap.table('plan_removes')} (run_id, member_key, fingerprint, forced, reason) "
-            f"SELECT {rid}, member_key, fingerprint, {forced}, reason FROM ("
+            f"INSERT INTO {snap.table('plan_removes')} (run_id, member_key, fingerprint, forced, reason, shared) "
+            f"SELECT {rid}, member_key, fingerprint, {forced}, reason, FALSE FROM ("
             f"SELECT DISTINCT t.member_key, t.fingerprint, {reason} AS reason FROM {snap.table('sent')} t "
             f"LEFT JOIN {snap.table('stage')} s ON s.member_key = t.member_key AND s.run_id = {rid} "
-            f"WHERE {snap.sync_filter(run.audience, run.destination, 't')} AND {keep_current}) AS x")
+            f"WHERE {self._mine(run, 't')} AND {keep_current}) AS x")
         if mode == "additive":  # additive keeps departures and old tuples, except forced ones
             self.wh.execute(f"DELETE FROM {snap.table('plan_removes')} WHERE run_id = {rid} AND NOT forced")
 
-    def _decide(self, sync: Sync, run: RunRecord, full: bool, funnel: dict[str, int], invalid: int,
-                previous: int) -> dict[str, Any]:
-        wh, rid, dest = self.wh, snap.lit(run.run_id), sync.destination
+    def _decide(self, sync: Sync, run: RunRecord, *, full: bool, funnel: dict[str, int], invalid: int, new: int,
+                previous: int, preview: bool) -> dict[str, Any]:
+        """What this run sends: everything, only removals (held / too small), and in which mode."""
+        wh, rid, dest, t = self.wh, snap.lit(run.run_id), sync.destination, snap.table
         count = lambda sql: int(wh.query(sql)[0][0])  # noqa: E731
-        members = count(f"SELECT COUNT(DISTINCT member_key) FROM {snap.table('plan_adds')} WHERE run_id = {rid}") \
-            if full else None
-        if full and members == 0:  # a preview hashes nothing: the list is every current member
-            members = funnel["exportable"] - invalid
-        new = count(f"SELECT COUNT(*) FROM {snap.table('stage')} s LEFT JOIN {snap.table('members')} m "
-                    f"ON m.member_key = s.member_key AND {snap.sync_filter(run.audience, run.destination, 'm')} "
-                    f"WHERE s.run_id = {rid} AND s.in_definition AND s.{STAGE} = {PASSES} AND NOT s.{HELD_OUT} "
-                    f"AND (m.member_key IS NULL OR m.fingerprint <> s.fingerprint)") - invalid
-        removes = count(f"SELECT COUNT(*) FROM {snap.table('plan_removes')} WHERE run_id = {rid}")
-        forced = count(f"SELECT COUNT(*) FROM {snap.table('plan_removes')} WHERE run_id = {rid} AND forced")
+        members = 0
+        if full:  # a preview hashes nothing: the list is every current member
+            members = funnel["exportable"] - invalid if preview else \
+                count(f"SELECT COUNT(DISTINCT member_key) FROM {t('plan_adds')} WHERE run_id = {rid}")
+        removes = count(f"SELECT COUNT(*) FROM {t('plan_removes')} WHERE run_id = {rid}")
+        forced = count(f"SELECT COUNT(*) FROM {t('plan_removes')} WHERE run_id = {rid} AND forced")
         exportable = funnel["exportable"] - invalid
         funnel = {**funnel, "no_identifier": funnel["no_identifier"] + invalid, "exportable": exportable}
-        counts = {**{f"funnel_{k}": v for k, v in funnel.items()}, "adds": new, "removes": removes,
-                  "forced_removes": forced, "previous_members": previous}
-        outcome, error, send_adds, send_removes = SUCCEEDED, None, True, "all"
-        if exportable < dest.min_size:
-            outcome, send_adds, send_removes = FAILED, False, "forced"
+        outcome, send_adds, send_removes = SUCCEEDED, True, "all"
+        too_small = exportable < dest.min_size
+        held = not too_small and bool(previous) and not run.force and (
+            new > dest.max_change * previous or (removes - forced) > dest.max_change * previous)
+        if too_small:  # consent.md rule 5: nothing is added, removals are always sent
+            outcome, send_adds = FAILED, False
+        elif held:  # only the removals consent, suppression, age and deletion demand
+            outcome, send_adds, send_removes = HELD, False, "forced"
+        full = full and send_adds
+        if full:  # a full list replaces: departures are implicit
+            send_removes = "none"
+        if send_removes != "none" and not preview:
+            self._mark_shared(run, dest.identifiers, send_adds=send_adds, only_forced=send_removes == "forced")
+        removes_sent = 0 if send_removes == "none" else count(
+            f"SELECT COUNT(*) FROM {t('plan_removes')} WHERE run_id = {rid} AND NOT shared"
+            + (" AND forced" if send_removes == "forced" else ""))
+        adds_sent = members if full else (new if send_adds else 0)
+        error = None
+        if too_small:
             error = (f"audience {run.audience} is too small for {dest.name}: fewer than {dest.min_size} profiles "
                      f"remain after consent and holdout (min_size); nothing was added"
-                     + ("; consent removals were sent" if forced else ""))
-        elif previous and not run.force:
-            limit = dest.max_change * previous
-            if new > limit or (removes - forced) > limit:
-                outcome, send_adds, send_removes = HELD, False, "forced"
-                error = (f"held: {new} adds and {removes - forced} removes exceed max_change "
-                         f"({dest.max_change:.0%} of the {previous} members last exported); "
-                         "review and rerun with --force" + ("; consent removals were sent" if forced else ""))
-        if full and not send_adds:
-            full = False
-        removes_sent = removes if send_removes == "all" else forced
-        if full:  # a full list replaces: departures are implicit
-            removes_sent = 0
-        rows_to_send = (members if full and members is not None else new if send_adds else 0) + removes_sent
-        counts.update(rows_to_send=rows_to_send, adds_sent=(members or 0) if full else (new if send_adds else 0),
-                      removes_sent=removes_sent)
-        return {"full": full, "send_adds": send_adds, "send_removes": "none" if full else send_removes,
+                     + (f"; {removes_sent} removals were sent" if removes_sent else ""))
+        elif held:
+            error = (f"held: {new} adds and {removes - forced} removes exceed max_change "
+                     f"({dest.max_change:.0%} of the {previous} members last exported); review and rerun with "
+                     "--force" + (f"; {removes_sent} removals required by consent, suppression, age or deletion "
+                                  "were sent" if removes_sent else ""))
+        counts = {**{f"funnel_{k}": v for k, v in funnel.items()}, "adds": new, "removes": removes,
+                  "forced_removes": forced, "previous_members": previous, "rows_to_send": adds_sent + removes_sent,
+                  "adds_sent": adds_sent, "removes_sent": removes_sent}
+        # Replace sends the whole list; a replace-mode run that may only remove sends a mirror delta.
+        mode = "replace" if full else ("mirror" if sync.mode == "replace" else sync.mode)
+        return {"full": full, "send_adds": send_adds, "send_removes": send_removes, "mode": mode,
                 "outcome": outcome, "error": error, "counts": counts}
 
+    def _mark_shared(self, run: RunRecord, kinds: Sequence[str], *, send_adds: bool, only_forced: bool) -> None:
+        """Flag removals whose hashed tuple stays at the destination through another row.
+
+        After this run the destination holds: every sent tuple not removed now, plus this run's
+        adds. A removal whose signature equals one of those must not be sent (the receiver would
+        drop the member who stays). Only rows sharing a hashed value with a removal are grouped,
+        so this costs little however large the audience.
+        """
+        t, rid = snap.table, snap.lit(run.run_id)
+        sel = f"r.run_id = {rid}" + (" AND r.forced" if only_forced else "")
+        removed = (f"SELECT t.member_key, t.fingerprint, t.id_type, t.hashed FROM {t('sent')} t "
+                   f"JOIN {t('plan_removes')} r ON r.member_key = t.member_key AND r.fingerprint = t.fingerprint "
+                   f"AND {sel} WHERE {self._mine(run, 't')}")
+        values = f"SELECT id_type, hashed FROM ({removed}) AS v"
+        staying = (f"SELECT t.member_key, t.fingerprint, t.id_type, t.hashed FROM {t('sent')} t "
+                   f"WHERE {self._mine(run, 't')} AND NOT EXISTS (SELECT 1 FROM {t('plan_removes')} r "
+                   f"WHERE {sel} AND r.member_key = t.member_key AND r.fingerprint = t.fingerprint)")
+        if send_adds:
+            staying += (f" UNION ALL SELECT member_key, fingerprint, id_type, hashed FROM {t('plan_adds')} "
+                        f"WHERE run_id = {rid}")
+        near = (f"SELECT a.member_key, a.fingerprint FROM ({staying}) AS a "
+                f"WHERE (a.id_type, a.hashed) IN ({values})")
+        after = (f"SELECT {snap.signature(kinds, 'a')} AS sig FROM ({staying}) AS a "
+                 f"WHERE (a.member_key, a.fingerprint) IN ({near}) GROUP BY a.member_key, a.fingerprint")
+        gone = (f"SELECT g.member_key, g.fingerprint, {snap.signature(kinds, 'g')} AS sig FROM ({removed}) AS g "
+                f"GROUP BY g.member_key, g.fingerprint")
+        self.wh.execute(
+            f"UPDATE {t('plan_removes')} SET shared = TRUE WHERE run_id = {rid}" + (" AND forced" if only_forced else "")
+            + f" AND (member_key, fingerprint) IN (SELECT c.member_key, c.fingerprint FROM ({gone}) AS c "
+            f"WHERE c.sig IN ({after}))")
+
     # ---- export ---------------------------------------------------------------------------------
-    def _export(self, sync: Sync, run: RunRecord, decision: dict[str, Any], lease: str) -> dict[str, Any]:
-        wh, rid, dest = self.wh, snap.lit(run.run_id), sync.destination
+    def _export(self, sync: Sync, run: RunRecord, decision: dict[str, Any]) -> dict[str, Any]:
+        wh, rid, dest, t = self.wh, snap.lit(run.run_id), sync.destination, snap.table
         kinds = tuple(dest.identifiers)
         full, send_adds, send_removes = decision["full"], decision["send_adds"], decision["send_removes"]
-        if not full and not send_adds and not (send_removes == "forced" and decision["counts"]["forced_removes"]):
+        if not full and not send_adds and not decision["counts"]["removes_sent"]:
             return {"skipped": True}
 
         def adds() -> Iterator[Sequence[str | None]]:
             if not (send_adds or full):
                 return
-            where = f"run_id = {rid}"
-            if not full:  # only new/changed tuples; full runs send every current member
-                where += (f" AND NOT EXISTS (SELECT 1 FROM {snap.table('members')} m WHERE m.member_key = "
-                          f"{snap.table('plan_adds')}.member_key AND m.fingerprint = {snap.table('plan_adds')}.fingerprint "
-                          f"AND {snap.sync_filter(run.audience, run.destination, 'm')})")
-            for row in snap.iter_rows(wh, snap.pivot(snap.table("plan_adds"), where, kinds)):
+            # plan_adds holds the new/changed tuples, plus every current member on a full run
+            for row in snap.iter_rows(wh, snap.pivot(t("plan_adds"), f"run_id = {rid}", kinds)):
                 yield row[2:]
 
         def removes() -> Iterator[Sequence[str | None]]:
             if send_removes == "none":
                 return
             only_forced = " AND r.forced" if send_removes == "forced" else ""
-            source = (f"(SELECT t.* FROM {snap.table('sent')} t JOIN {snap.table('plan_removes')} r "
-                      f"ON r.member_key = t.member_key AND r.fingerprint = t.fingerprint AND r.run_id = {rid}{only_forced} "
-                      f"WHERE {snap.sync_filter(run.audience, run.destination, 't')}) AS rs")
+            source = (f"(SELECT x.* FROM {t('sent')} x JOIN {t('plan_removes')} r "
+                      f"ON r.member_key = x.member_key AND r.fingerprint = x.fingerprint AND r.run_id = {rid} "
+                      f"AND NOT r.shared{only_forced} WHERE {self._mine(run, 'x')}) AS rs")
             for row in snap.iter_rows(wh, snap.pivot(source, "1 = 1", kinds)):
                 yield row[2:]
 
         manifest = {
             "audience": run.audience, "run_id": run.run_id, "destination": dest.name, "format": dest.format,
-            "mode": "replace" if full else run.mode, "as_of": run.as_of.isoformat(),
+            "mode": decision["mode"], "as_of": run.as_of.isoformat(),
             "definition": {"file": run.definition_file, "git_commit": run.git_commit, "content_hash": run.content_hash},
             "consent_funnel": {k[len("funnel_"):]: v for k, v in decision["counts"].items() if k.startswith("funnel_")},
             "description": sync.audience.description, "owner": sync.audience.owner,
         }
-        plan = ExportPlan(run.run_id, run.audience, run.mode, full, kinds, adds, removes, manifest)
-        return sink_for(dest, self.project.config).send(plan, _Checkpoints(self, run, lease))
+        plan = ExportPlan(run.run_id, run.audience, decision["mode"], full, kinds, adds, removes, manifest)
+        return sink_for(dest, self.project.config).send(plan, _Checkpoints(self, run))
 
     # ---- snapshot ---------------------------------------------------------------------------------
-    def _apply_snapshot(self, sync: Sync, run: RunRecord, decision: dict[str, Any]) -> None:
+    def _apply_snapshot(self, run: RunRecord, decision: dict[str, Any]) -> None:
         """Record what the destination now holds; idempotent, in one warehouse transaction."""
         rid, t = snap.lit(run.run_id), snap.table
-        sync_where = snap.sync_filter(run.audience, run.destination)
-        audience, destination = snap.lit(run.audience), snap.lit(run.destination)
+        mine = self._mine(run)
+        project, audience, destination = (snap.lit(v) for v in (self.project.config.name, run.audience,
+                                                                 run.destination))
         statements: list[str] = []
+        # shared removals too: that member no longer holds the tuple (another one does)
         removed = f"SELECT member_key, fingerprint FROM {t('plan_removes')} WHERE run_id = {rid}"
         if decision["send_removes"] == "forced":
             removed += " AND forced"
         if decision["full"]:  # the destination now holds exactly the list: drop every other tuple
-            removed = (f"SELECT member_key, fingerprint FROM {t('sent')} WHERE {sync_where} EXCEPT "
+            removed = (f"SELECT member_key, fingerprint FROM {t('sent')} WHERE {mine} EXCEPT "
                        f"SELECT member_key, fingerprint FROM {t('plan_adds')} WHERE run_id = {rid}")
         if decision["send_removes"] != "none" or decision["full"]:
             statements += [
-                f"DELETE FROM {t('sent')} WHERE {sync_where} AND (member_key, fingerprint) IN ({removed})",
-                f"DELETE FROM {t('members')} WHERE {sync_where} AND (member_key, fingerprint) IN ({removed})",
+                f"DELETE FROM {t('sent')} WHERE {mine} AND (member_key, fingerprint) IN ({removed})",
+                f"DELETE FROM {t('members')} WHERE {mine} AND (member_key, fingerprint) IN ({removed})",
             ]
         if decision["send_adds"] or decision["full"]:
             added = f"SELECT DISTINCT member_key, fingerprint FROM {t('plan_adds')} WHERE run_id = {rid}"
             statements += [
-                f"DELETE FROM {t('sent')} WHERE {sync_where} AND (member_key, fingerprint) IN ({added})",
-                f"INSERT INTO {t('sent')} (audience, destination, member_key, fingerprint, id_type, hashed) "
-                f"SELECT {audience}, {destination}, member_key, fingerprint, id_type, hashed FROM {t('plan_adds')} WHERE run_id = {rid}",
-                f"DELETE FROM {t('members')} WHERE {sync_where} AND member_key IN (SELECT member_key FROM ({added}) AS a)",
-                f"INSERT INTO {t('members')} (audience, destination, member_key, fingerprint) "
-                f"SELECT {audience}, {destination}, member_key, fingerprint FROM ({added}) AS a",
+                f"DELETE FROM {t('sent')} WHERE {mine} AND (member_key, fingerprint) IN ({added})",
+                f"INSERT INTO {t('sent')} (project, audience, destination, member_key, fingerprint, id_type, hashed) "
+                f"SELECT {project}, {audience}, {destination}, member_key, fingerprint, id_type, hashed "
+                f"FROM {t('plan_adds')} WHERE run_id = {rid}",
+                f"DELETE FROM {t('members')} WHERE {mine} AND member_key IN (SELECT member_key FROM ({added}) AS a)",
+                f"INSERT INTO {t('members')} (project, audience, destination, member_key, fingerprint) "
+                f"SELECT {project}, {audience}, {destination}, member_key, fingerprint FROM ({added}) AS a",
             ]
         if statements:
             self.wh.transaction(statements)
@@ -404,15 +491,16 @@ def _rename_alias(old: str, new: str) -> Callable[[exp.Expression], exp.Expressi
 
 
 class _Checkpoints:
-    def __init__(self, engine: RunEngine, run: RunRecord, lease: str) -> None:
-        self.engine, self.run, self.lease = engine, run, lease
+    def __init__(self, engine: RunEngine, run: RunRecord) -> None:
+        self.engine, self.run = engine, run
 
     def done(self) -> dict[str, dict[str, Any]]:
         return self.engine.store.checkpoints(self.run.run_id)
 
     def mark(self, step: str, info: dict[str, Any]) -> None:
         self.engine.store.checkpoint(self.run.run_id, step, info)
-        self.engine.store.renew_lease(self.lease, self.engine.owner, LEASE_TTL)
+        self.engine._renew()
+        pause_point(step)
 
     def progress(self, done: int) -> None:
         self.run.progress_done = done
