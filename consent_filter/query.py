@@ -58,43 +58,48 @@ def newest_decisions(policy: ConsentPolicy, purposes: tuple[str, ...], as_of: da
     """Per profile: how many required purposes are validly granted, and how many are denied.
 
     The newest decision per (profile, purpose) at `as_of` wins; on a tie `denied` wins.
-    Decisions recorded after `as_of` did not exist yet and are ignored.
+    Decisions recorded after `as_of` did not exist yet and are ignored. Computed with two
+    hash aggregations rather than a window (ROW_NUMBER needs a sort of every decision):
+    per (profile, purpose) the newest time of any decision, of a denial, and of a grant that
+    is still valid at `as_of`; the newest decision is a denial when the newest denial is at the
+    newest time, and a valid grant when the newest valid grant is and no denial is.
     """
     c = "c"
     updated_kind = consent_table.columns["updated_at"].kind if consent_table else "timestamp"
     expires_kind = consent_table.columns["expires_at"].kind if consent_table else "timestamp"
-    denied_first = _case((exp.EQ(this=col("status", c), expression=_s("denied")), exp.Literal.number(0)),
-                         default=exp.Literal.number(1))
-    order = exp.Order(expressions=[exp.Ordered(this=col("updated_at", c), desc=True, nulls_first=False),
-                                   exp.Ordered(this=denied_first)])
-    row_number = exp.Window(this=exp.Anonymous(this="ROW_NUMBER"),
-                            partition_by=[col("profile_key", c), col("purpose", c)], order=order)
-    ranked = (
-        exp.select(col("profile_key", c), col("status", c), col("expires_at", c), exp.alias_(row_number, "rn"))
+    updated = col("updated_at", c)
+    is_denied = exp.EQ(this=col("status", c), expression=_s("denied"))
+    valid_grant = exp.and_(
+        exp.EQ(this=col("status", c), expression=_s("granted")),
+        exp.or_(exp.Is(this=col("expires_at", c), expression=exp.Null()),
+                exp.GTE(this=col("expires_at", c), expression=timestamp_literal(as_of, expires_kind))),
+        copy=False)
+    when = lambda cond: exp.Max(this=_case((cond, updated.copy()), default=exp.Null()))  # noqa: E731
+    per_purpose = (
+        exp.select(col("profile_key", c), exp.alias_(exp.Max(this=updated.copy()), "newest"),
+                   exp.alias_(when(is_denied), "newest_denied"), exp.alias_(when(valid_grant), "newest_grant"))
         .from_(table_ref(consent_table or Table(policy.table, {}), c))
         .where(exp.and_(
             exp.In(this=col("purpose", c), expressions=[_s(p) for p in purposes]),
-            exp.LTE(this=col("updated_at", c), expression=timestamp_literal(as_of, updated_kind)),
+            exp.LTE(this=updated.copy(), expression=timestamp_literal(as_of, updated_kind)),
             copy=False), copy=False)
+        .group_by(col("profile_key", c), col("purpose", c))
     )
-    if member_keys is not None:  # only the audience's members' decisions are ranked
-        ranked = ranked.where(exp.In(this=col("profile_key", c), query=member_keys.subquery()), copy=False)
+    if member_keys is not None:  # only the audience's members' decisions are read
+        per_purpose = per_purpose.where(exp.In(this=col("profile_key", c), query=member_keys.subquery()), copy=False)
     d = "d"
-    valid_grant = exp.and_(
-        exp.EQ(this=col("status", d), expression=_s("granted")),
-        exp.or_(exp.Is(this=col("expires_at", d), expression=exp.Null()),
-                exp.GTE(this=col("expires_at", d), expression=timestamp_literal(as_of, expires_kind))),
-        copy=False)
+    denied = exp.EQ(this=col("newest_denied", d), expression=col("newest", d))
+    granted = exp.and_(exp.EQ(this=col("newest_grant", d), expression=col("newest", d)),
+                       exp.Not(this=exp.Paren(this=exp.Coalesce(this=denied.copy(), expressions=[exp.false()]))),
+                       copy=False)
     one, zero = exp.Literal.number(1), exp.Literal.number(0)
     return (
         exp.select(
             exp.alias_(col("profile_key", d), "profile_key"),
-            exp.alias_(exp.Sum(this=_case((valid_grant, one), default=zero)), "granted"),
-            exp.alias_(exp.Sum(this=_case((exp.EQ(this=col("status", d), expression=_s("denied")), one),
-                                          default=zero)), "denied"),
+            exp.alias_(exp.Sum(this=_case((granted, one), default=zero)), "granted"),
+            exp.alias_(exp.Sum(this=_case((denied.copy(), one.copy()), default=zero.copy())), "denied"),
         )
-        .from_(ranked.subquery(d))
-        .where(exp.EQ(this=col("rn", d), expression=one), copy=False)
+        .from_(per_purpose.subquery(d))
         .group_by(col("profile_key", d))
     )
 
@@ -118,15 +123,17 @@ def basis_expression(policy: ConsentPolicy, country: exp.Expression | None) -> e
 
 
 def email_is_valid(email: exp.Expression) -> exp.Expression:
-    """Exactly one @ and a dot in the domain, after trimming (exports.md)."""
-    trimmed = exp.Trim(this=email)
-    at_count = exp.Sub(this=exp.Length(this=trimmed),
-                       expression=exp.Length(this=exp.func("REPLACE", trimmed.copy(), _s("@"), _s(""))))
-    at = exp.StrPosition(this=trimmed.copy(), substr=_s("@"))
-    domain = exp.Substring(this=trimmed.copy(), start=exp.Add(this=at, expression=exp.Literal.number(1)))
+    """Exactly one @ and a dot in the domain (exports.md).
+
+    Surrounding whitespace changes neither test, so the value is not trimmed here (string
+    functions per member are most of the filter's cost).
+    """
+    at = exp.StrPosition(this=email.copy(), substr=_s("@"))
+    domain = exp.Substring(this=email.copy(), start=exp.Add(this=at, expression=exp.Literal.number(1)))
     return exp.and_(
-        exp.EQ(this=at_count, expression=exp.Literal.number(1)),
-        exp.GT(this=exp.StrPosition(this=domain, substr=_s(".")), expression=exp.Literal.number(0)),
+        exp.GT(this=at.copy(), expression=exp.Literal.number(0)),
+        exp.EQ(this=exp.StrPosition(this=domain, substr=_s("@")), expression=exp.Literal.number(0)),
+        exp.GT(this=exp.StrPosition(this=domain.copy(), substr=_s(".")), expression=exp.Literal.number(0)),
         copy=False)
 
 
@@ -256,7 +263,10 @@ def consent_query(definition: exp.Select, catalog: Catalog, policy: ConsentPolic
     columns.append(exp.alias_(_case(*stages, default=exp.Literal.number(PASSES)), STAGE))
     if holdout_percent > 0:
         threshold = exp.Literal.number(round(holdout_percent * 100))
-        held = exp.LT(this=holdout_bucket(audience, key.copy(), dialect), expression=threshold)
+        # Over the members' key, not the profile table's: an engine may push a filter on a
+        # profile column down into the profile scan and hash every profile, not only members.
+        member_key = col("profile_key", "m") if members_cte else key.copy()
+        held = exp.LT(this=holdout_bucket(audience, member_key, dialect), expression=threshold)
     else:
         held = exp.false()
     columns.append(exp.alias_(held, HELD_OUT))
