@@ -1,0 +1,61 @@
+"""Identifier normalization and hashing per destination format (``shared/spec/exports.md``).
+
+Only hashed identifiers leave: exporters take ``HashedIdentifier`` values (one at a time via
+``hash_identifier``) or the encoded strings of ``hash_rows`` (the bulk path), or hash inside
+the warehouse with ``sql_hashed_expression`` where that is exact.
+"""
+
+from exporters.hashing.batch import HashStats, hash_row_chunks, hash_rows
+from exporters.hashing.identifier import HashedIdentifier, hash_identifier, is_encoded_value
+from exporters.hashing.normalize import (
+    WHITESPACE,
+    ascii_lower,
+    normalize_email,
+    normalize_external_id,
+    normalize_maid,
+    normalize_phone,
+)
+from exporters.hashing.profiles import (
+    EMAIL,
+    EXTERNAL_ID,
+    FORMATS,
+    KINDS,
+    MAID,
+    PHONE,
+    PROFILES,
+    Encoding,
+    HashingConfigError,
+    MaidMode,
+    Profile,
+    get_profile,
+)
+from exporters.hashing.sql import SQL_DIALECTS, sql_hashed_expression
+
+__all__ = [
+    "EMAIL",
+    "EXTERNAL_ID",
+    "FORMATS",
+    "KINDS",
+    "MAID",
+    "PHONE",
+    "PROFILES",
+    "SQL_DIALECTS",
+    "WHITESPACE",
+    "Encoding",
+    "HashStats",
+    "HashedIdentifier",
+    "HashingConfigError",
+    "MaidMode",
+    "Profile",
+    "ascii_lower",
+    "get_profile",
+    "hash_identifier",
+    "hash_row_chunks",
+    "hash_rows",
+    "is_encoded_value",
+    "normalize_email",
+    "normalize_external_id",
+    "normalize_maid",
+    "normalize_phone",
+    "sql_hashed_expression",
+]
