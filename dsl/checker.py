@@ -45,14 +45,20 @@ def check_project(
     """Check every audience of a project; return all diagnostics (empty when it compiles)."""
     by_name: dict[str, ast.Audience] = {}
     diags: list[Diagnostic] = []
+    duplicates: list[ast.Audience] = []
     for aud in audiences:
         first = by_name.get(aud.name)
         if first is not None:
             diags.append(Diagnostic(aud.file, aud.name_span, "E401",
                                     f'audience "{aud.name}" is already defined at '
                                     f"{first.file}:{first.name_span.line}:{first.name_span.col}"))
+            duplicates.append(aud)
             continue
         by_name[aud.name] = aud
+    for aud in duplicates:  # a duplicate's own errors are still reported in the same pass
+        checker = _AudienceChecker(aud, catalog, by_name)
+        checker.check(aud.where)
+        diags.extend(checker.diags)
     dest_names = set(destinations)
     direct: dict[str, list[SensitiveUse]] = {}
     for aud in by_name.values():
@@ -61,8 +67,10 @@ def check_project(
         diags.extend(checker.diags)
         direct[aud.name] = checker.sensitive
         diags.extend(_check_syncs(aud, dest_names))
-    diags.extend(_check_cycles(by_name))
-    diags.extend(_sensitive_through_membership(by_name, direct))
+    graph = _walk(by_name)
+    diags.extend(_check_cycles(graph))
+    diags.extend(_sensitive_through_membership(by_name, direct, graph))
+    diags.extend(_check_depth(by_name, graph))
     return diags
 
 
@@ -73,8 +81,8 @@ def _check_syncs(aud: ast.Audience, destinations: set[str]) -> Iterator[Diagnost
             hint = did_you_mean(sync.destination, destinations)
             known = f" (declared: {', '.join(sorted(destinations))})" if destinations and not hint else ""
             yield Diagnostic(aud.file, sync.span, "E403",
-                             f'unknown destination "{sync.destination}" in audience "{aud.name}"{hint}{known}; '
-                             "declare it under [destinations] in audience.toml")
+                             f'unknown destination "{sync.destination}" in audience "{aud.name}"{known}; '
+                             f"declare it under [destinations] in audience.toml{hint}")
         elif sync.destination in seen:
             yield Diagnostic(aud.file, sync.span, "E405",
                              f'audience "{aud.name}" syncs to "{sync.destination}" more than once')
@@ -92,40 +100,67 @@ def memberships(cond: ast.Condition) -> Iterator[ast.Membership]:
         yield from memberships(cond.item)
 
 
-def _check_cycles(by_name: Mapping[str, ast.Audience]) -> Iterator[Diagnostic]:
+@dataclass
+class _Graph:
+    """The `in audience` graph walked once, without recursion (chains may be thousands long)."""
+
+    order: list[str]  # post-order: every audience after the audiences it includes
+    cycles: list[tuple[ast.Audience, ast.Membership, list[str]]]  # back edges, in DFS order
+
+
+def _walk(by_name: Mapping[str, ast.Audience]) -> _Graph:
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+    graph = _Graph([], [])
+    for root in by_name:
+        if root in state:
+            continue
+        state[root] = 1
+        path = [root]
+        stack = [(root, iter(list(memberships(by_name[root].where))))]
+        while stack:
+            name, refs = stack[-1]
+            ref = next(refs, None)
+            if ref is None:
+                stack.pop()
+                path.pop()
+                state[name] = 2
+                graph.order.append(name)
+            elif ref.audience in by_name and state.get(ref.audience) == 1:
+                graph.cycles.append((by_name[name], ref, [*path[path.index(ref.audience):], ref.audience]))
+            elif ref.audience in by_name and ref.audience not in state:
+                state[ref.audience] = 1
+                path.append(ref.audience)
+                stack.append((ref.audience, iter(list(memberships(by_name[ref.audience].where)))))
+    return graph
+
+
+def _check_cycles(graph: _Graph) -> Iterator[Diagnostic]:
     """Report each membership cycle once, at the reference that closes it."""
-    state: dict[str, int] = {}  # 1 visiting, 2 done
     reported: set[frozenset[str]] = set()
-
-    def visit(name: str, path: list[str]) -> Iterator[Diagnostic]:
-        state[name] = 1
-        aud = by_name[name]
-        for ref in memberships(aud.where):
-            if ref.audience not in by_name:
-                continue
-            if state.get(ref.audience) == 1:
-                cycle = [*path[path.index(ref.audience):], name, ref.audience] if ref.audience in path else [name, ref.audience]
-                key = frozenset(cycle)
-                if key not in reported:
-                    reported.add(key)
-                    yield Diagnostic(aud.file, ref.span, "E402",
-                                     "membership cycle: " + " -> ".join(cycle))
-            elif state.get(ref.audience) is None:
-                yield from visit(ref.audience, [*path, name])
-        state[name] = 2
-
-    for name in by_name:
-        if name not in state:
-            yield from visit(name, [])
+    for aud, ref, cycle in graph.cycles:
+        key = frozenset(cycle)
+        if key not in reported:
+            reported.add(key)
+            yield Diagnostic(aud.file, ref.span, "E402", "membership cycle: " + " -> ".join(cycle))
 
 
 def _sensitive_through_membership(
-    by_name: Mapping[str, ast.Audience], direct: Mapping[str, list[SensitiveUse]]
+    by_name: Mapping[str, ast.Audience], direct: Mapping[str, list[SensitiveUse]], graph: _Graph
 ) -> Iterator[Diagnostic]:
     """An audience that includes another audience built on sensitive data is itself rejected."""
+    reach: dict[str, tuple[list[str], SensitiveUse]] = {}  # first path to sensitive data
+    for name in graph.order:
+        if direct.get(name):
+            reach[name] = ([name], direct[name][0])
+            continue
+        for ref in memberships(by_name[name].where):
+            if ref.audience in reach:
+                path, use = reach[ref.audience]
+                reach[name] = ([name, *path], use)
+                break
     for aud in by_name.values():
         for ref in memberships(aud.where):
-            found = _first_sensitive_path(ref.audience, by_name, direct, [aud.name])
+            found = reach.get(ref.audience)
             if found is None:
                 continue
             path, use = found
@@ -135,18 +170,44 @@ def _sensitive_through_membership(
                              f"{use.file}:{use.span.line}:{use.span.col}")
 
 
-def _first_sensitive_path(
-    name: str, by_name: Mapping[str, ast.Audience], direct: Mapping[str, list[SensitiveUse]], seen: list[str]
-) -> tuple[list[str], SensitiveUse] | None:
-    if name not in by_name or name in seen:
-        return None
-    if direct.get(name):
-        return [name], direct[name][0]
-    for ref in memberships(by_name[name].where):
-        found = _first_sensitive_path(ref.audience, by_name, direct, [*seen, name])
-        if found:
-            return [name, *found[0]], found[1]
-    return None
+MAX_EXPANDED_DEPTH = 100
+
+
+def _nesting(cond: ast.Condition, level: int, refs: list[tuple[int, ast.Membership]]) -> int:
+    """How deep `cond` nests (its deepest node's level); collects each membership's level."""
+    match cond:
+        case ast.And(items=items) | ast.Or(items=items):
+            return max(_nesting(item, level + 1, refs) for item in items)
+        case ast.Not(item=item):
+            return _nesting(item, level + 1, refs)
+        case ast.Membership():
+            refs.append((level, cond))
+            return level
+        case ast.Event(filter=flt) | ast.Aggregate(measure=ast.Measure(filter=flt)) | \
+                ast.Rank(measure=ast.Measure(filter=flt)):
+            return _nesting(flt, level + 1, refs) if flt is not None else level
+        case ast.Sequence(first=first, then=then):
+            steps = [s.filter for s in (first, then) if s.filter is not None]
+            return max([level, *(_nesting(f, level + 1, refs) for f in steps)])
+    return level
+
+
+def _check_depth(by_name: Mapping[str, ast.Audience], graph: _Graph) -> Iterator[Diagnostic]:
+    """Memberships are compiled inline: the expanded condition must stay shallow enough for the
+    compiler and SQL generator (which recurse per level) and for warehouses' parsers."""
+    expanded: dict[str, int] = {}
+    for name in graph.order:
+        refs: list[tuple[int, ast.Membership]] = []
+        depth = _nesting(by_name[name].where, 1, refs)
+        for level, ref in refs:
+            depth = max(depth, level + expanded.get(ref.audience, 0))
+        expanded[name] = depth
+        if depth > MAX_EXPANDED_DEPTH:
+            aud = by_name[name]
+            yield Diagnostic(aud.file, aud.name_span, "E404",
+                             f'audience "{name}" nests {depth} levels deep once the audiences it '
+                             f'includes are expanded (at most {MAX_EXPANDED_DEPTH}); '
+                             'shorten the chain of "in audience" or simplify the condition')
 
 
 class _AudienceChecker:
@@ -195,7 +256,7 @@ class _AudienceChecker:
             self.error(ref.span, "E202", f'unknown event "{ref.name}"' + did_you_mean(ref.name, self.catalog.events))
             return None
         if source.table.sensitive:
-            self.flag_sensitive(ref.span, f'event "{ref.name}" reads table "{source.table.name}"',
+            self.flag_sensitive(ref.span, f'table "{source.table.name}" of event "{ref.name}"',
                                 source.table.sensitive, "E302")
         return _Scope(source.table, f'event "{ref.name}" (table "{source.table.name}")')
 
@@ -207,7 +268,8 @@ class _AudienceChecker:
             column = self.column(m.column, scope)
             if column is not None and m.func in ("sum", "avg", "min", "max") and column.kind != NUMBER:
                 self.error(m.column.span, "E204",
-                           f'{m.func}() needs a numeric column, but "{m.column.column}" of {scope.label} is {column.kind}')
+                           f'{m.func}() needs a numeric column, but "{m.column.column}" of {scope.label} '
+                           f"is {column.kind}")
         if m.filter is not None:
             self.check(m.filter, scope)
 
@@ -261,17 +323,20 @@ class _AudienceChecker:
         kind = column.kind
         if kind in TEMPORAL:
             if value.kind != "string":
-                self.error(value.span, "E204", f'"{name}" is a {kind}; compare it with a date string such as "2016-06-23"')
+                self.error(value.span, "E204",
+                           f'"{name}" is a {kind}; compare it with a date string such as "2016-06-23"')
             elif parse_iso_datetime(str(value.value)) is None:
                 self.error(value.span, "E205", f'malformed date "{value.value}" for {kind} column "{name}": '
                                                'use ISO 8601, e.g. "2016-06-23" or "2016-06-23T08:00:00Z"')
             return
         expected = {STRING: "string", NUMBER: "number", BOOLEAN: "boolean"}.get(kind)
         if expected is None:
-            self.error(value.span, "E204", f'column "{name}" has type {column.raw_type or kind}, which the language cannot compare')
+            self.error(value.span, "E204",
+                       f'column "{name}" has type {column.raw_type or kind}, which the language cannot compare')
         elif value.kind != expected:
             shown = f'"{value.value}"' if value.kind == "string" else str(value.value).lower()
-            self.error(value.span, "E204", f'type mismatch: "{name}" on {scope.label} is {kind}, but {shown} is a {value.kind}')
+            self.error(value.span, "E204",
+                       f'type mismatch: "{name}" on {scope.label} is {kind}, but {shown} is a {value.kind}')
 
     def check_listed_values(self, cond: ast.Condition, scope: _Scope, values: list[ast.Literal], how: str) -> None:
         """Reject tests that name a listed sensitive value or could match one (dsl.md, consent.md)."""

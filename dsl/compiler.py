@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlglot import exp
@@ -65,10 +65,10 @@ def compile_audience(aud: ast.Audience, catalog: Catalog, audiences: Mapping[str
     """`SELECT p.key AS profile_key FROM profiles AS p WHERE <condition>` for one audience."""
     ctx = CompileContext(catalog, audiences, _utc(as_of))
     key = col(catalog.profile_key, PROFILE_ALIAS)
-    where = exp.and_(exp.Not(this=exp.Is(this=key.copy(), expression=exp.Null())),
+    where = exp.and_(_not_null(key),
                      predicate(aud.where, ctx), copy=False)
-    return (exp.select(exp.alias_(key, "profile_key"))
-            .from_(table_ref(catalog.profile, PROFILE_ALIAS)).where(where, copy=False))
+    return (exp.select(exp.alias_(key, "profile_key", copy=False), copy=False)
+            .from_(table_ref(catalog.profile, PROFILE_ALIAS), copy=False).where(where, copy=False))
 
 
 def predicate(cond: ast.Condition, ctx: CompileContext) -> exp.Expression:
@@ -84,11 +84,11 @@ def timestamp_literal(value: datetime, kind: str) -> exp.Expression:
     """A typed literal for a UTC instant, in the type of the column it is compared with."""
     value = _utc(value)
     if kind == DATE:
-        return exp.cast(exp.Literal.string(value.date().isoformat()), exp.DataType.Type.DATE)
+        return exp.cast(exp.Literal.string(value.date().isoformat()), exp.DataType.Type.DATE, copy=False)
     text = value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
     if kind == TIMESTAMPTZ:
-        return exp.cast(exp.Literal.string(text + "+00:00"), exp.DataType.Type.TIMESTAMPTZ)
-    return exp.cast(exp.Literal.string(text), exp.DataType.Type.TIMESTAMP)
+        return exp.cast(exp.Literal.string(text + "+00:00"), exp.DataType.Type.TIMESTAMPTZ, copy=False)
+    return exp.cast(exp.Literal.string(text), exp.DataType.Type.TIMESTAMP, copy=False)
 
 
 def value_literal(lit: ast.Literal, kind: str) -> exp.Expression:
@@ -108,7 +108,8 @@ def value_literal(lit: ast.Literal, kind: str) -> exp.Expression:
 
 
 def _not_null(e: exp.Expression) -> exp.Expression:
-    return exp.Not(this=exp.Is(this=e.copy(), expression=exp.Null()))
+    """`e IS NOT NULL` (rendered so; DuckDB pushes it into scans, `NOT e IS NULL` it does not)."""
+    return exp.Is(this=e.copy(), expression=exp.Null(), negate=True)
 
 
 _OPS: dict[str, type[exp.Binary]] = {
@@ -157,8 +158,7 @@ class _Compiler:
         kind = table.columns[ref.column].kind
         match cond:
             case ast.IsNull(negated=negated):
-                null_test = exp.Is(this=column, expression=exp.Null())
-                return exp.Not(this=null_test) if negated else null_test
+                return exp.Is(this=column, expression=exp.Null(), negate=negated)
             case ast.Compare(op=op, value=value):
                 test = _binary(op, column, value_literal(value, kind))
             case ast.InList(values=values, negated=negated):
@@ -197,8 +197,11 @@ class _Compiler:
             return bounds
         if window.kind == "last":
             assert window.duration is not None
-            start = as_of.timestamp() - window.duration.seconds()
-            bounds.append(exp.GT(this=ts.copy(), expression=lit(datetime.fromtimestamp(start, UTC))))
+            try:
+                start = as_of - timedelta(seconds=window.duration.seconds())
+            except OverflowError:  # reaches before year 1: every event is inside the window
+                return bounds
+            bounds.append(exp.GT(this=ts.copy(), expression=lit(start)))
         elif window.kind == "since":
             bounds.append(exp.GTE(this=ts.copy(), expression=lit(window.start.value)))  # type: ignore[union-attr]
         elif window.kind == "before":
@@ -215,11 +218,11 @@ class _Compiler:
         conds = [_not_null(key), *self.time_bounds(source, alias, window)]
         if flt is not None:
             conds.append(self.cond(flt, alias, source.table))
-        return (exp.select(key).from_(table_ref(source.table, alias))
+        return (exp.select(key, copy=False).from_(table_ref(source.table, alias), copy=False)
                 .where(exp.and_(*conds, copy=False), copy=False))
 
     def member_of(self, keys: exp.Select, negate: bool = False) -> exp.Expression:
-        test = exp.In(this=col(self.ctx.catalog.profile_key, PROFILE_ALIAS), query=keys.subquery())
+        test = exp.In(this=col(self.ctx.catalog.profile_key, PROFILE_ALIAS), query=keys.subquery(copy=False))
         return exp.Not(this=exp.Paren(this=test)) if negate else test
 
     def event(self, ev: ast.Event) -> exp.Expression:
@@ -228,17 +231,17 @@ class _Compiler:
         rows = self.event_rows(source, alias, ev.filter, ev.window)
         op, n = (ev.count.op, ev.count.n) if ev.count else (">=", 1)
         holds_for_zero = _PYOPS[op](0, n)
-        if op == ">=" and n <= 1 or (op == "=" and n == 0) or (op == "<=" and n == 0):
+        if (op == ">=" and n <= 1) or (op == "=" and n == 0) or (op == "<=" and n == 0):
             # at least once / never: plain (anti) semi-join, no counting needed
             if n == 0 and op == ">=":
                 result: exp.Expression = exp.true()
                 return exp.Not(this=result) if ev.negated else result
-            rows = rows.distinct()
+            rows = rows.distinct(copy=False)
             negate = holds_for_zero
         else:
             having_op = op if not holds_for_zero else _NEGATED[op]
             count = exp.Count(this=exp.Star())
-            rows = rows.group_by(col(source.key, alias)).having(
+            rows = rows.group_by(col(source.key, alias), copy=False).having(
                 _binary(having_op, count, exp.Literal.number(n)), copy=False)
             negate = holds_for_zero
         return self.member_of(rows, negate != ev.negated)
@@ -254,7 +257,7 @@ class _Compiler:
         if m.func == "sum":
             return exp.Coalesce(this=exp.Sum(this=column), expressions=[exp.Literal.number(0)])
         if m.func == "avg":
-            return exp.Avg(this=exp.cast(column, exp.DataType.Type.DOUBLE))
+            return exp.Avg(this=exp.cast(column, exp.DataType.Type.DOUBLE, copy=False))
         return (exp.Min if m.func == "min" else exp.Max)(this=column)
 
     def aggregate(self, agg: ast.Aggregate) -> exp.Expression:
@@ -268,7 +271,7 @@ class _Compiler:
         holds_for_zero = m.func in ("count", "count_distinct", "sum") and _PYOPS[agg.op](Decimal(0), n)
         test = _binary(agg.op, self.measure_expr(m, alias), exp.Literal.number(format(n, "f")))
         having = exp.Not(this=exp.Paren(this=test)) if holds_for_zero else test
-        rows = rows.group_by(col(source.key, alias)).having(having, copy=False)
+        rows = rows.group_by(col(source.key, alias), copy=False).having(having, copy=False)
         return self.member_of(rows, negate=holds_for_zero)
 
     def rank(self, rank: ast.Rank) -> exp.Expression:
@@ -276,15 +279,16 @@ class _Compiler:
         source = self.source(m.event)
         alias = self.ctx.alias("e")
         grouped = self.event_rows(source, alias, m.filter, m.window)
-        grouped.set("expressions", [exp.alias_(col(source.key, alias), "k"),
-                                    exp.alias_(self.measure_expr(m, alias), "m")])
-        grouped = grouped.group_by(col(source.key, alias))
+        grouped.set("expressions", [exp.alias_(col(source.key, alias), "k", copy=False),
+                                    exp.alias_(self.measure_expr(m, alias), "m", copy=False)])
+        grouped = grouped.group_by(col(source.key, alias), copy=False)
         order = exp.Order(expressions=[exp.Ordered(this=col("m"), desc=True, nulls_first=False)])
         ranked = exp.select(
             col("k"),
-            exp.alias_(exp.Window(this=exp.Anonymous(this="RANK"), order=order), "r"),
-            exp.alias_(exp.Window(this=exp.Count(this=exp.Star())), "n"),
-        ).from_(grouped.subquery(self.ctx.alias("g")))
+            exp.alias_(exp.Window(this=exp.Anonymous(this="RANK"), order=order), "r", copy=False),
+            exp.alias_(exp.Window(this=exp.Count(this=exp.Star())), "n", copy=False),
+            copy=False,
+        ).from_(grouped.subquery(self.ctx.alias("g"), copy=False), copy=False)
         r, total = col("r"), col("n")
         if rank.percent:
             scale = 10 ** max(0, -rank.amount.as_tuple().exponent)  # type: ignore[operator]
@@ -294,12 +298,15 @@ class _Compiler:
             keep = exp.LT(this=left, expression=exp.Mul(this=exp.Literal.number(scaled), expression=total))
         else:
             keep = exp.LTE(this=r, expression=exp.Literal.number(int(rank.amount)))
-        top = exp.select(col("k")).from_(ranked.subquery(self.ctx.alias("t"))).where(keep, copy=False)
+        top = (exp.select(col("k"), copy=False)
+               .from_(ranked.subquery(self.ctx.alias("t"), copy=False), copy=False).where(keep, copy=False))
         return self.member_of(top)
 
     # ---- sequences ----------------------------------------------------------------------------
     def sequence(self, seq: ast.Sequence) -> exp.Expression:
         first, then = self.source(seq.first.event), self.source(seq.then.event)
+        if (first.table.name, first.key, first.timestamp) == (then.table.name, then.key, then.timestamp):
+            return self.same_table_sequence(seq, first)
         a, b = self.ctx.alias("a"), self.ctx.alias("b")
         same = first.table.name == then.table.name
         left = self.step_from(first, a, seq.window, numbered=same)
@@ -317,10 +324,46 @@ class _Compiler:
             conds.append(self.cond(seq.first.filter, a, first.table))
         if seq.then.filter is not None:
             conds.append(self.cond(seq.then.filter, b, then.table))
-        query = (exp.select(col(first.key, a)).distinct().from_(left)
+        query = (exp.select(col(first.key, a), copy=False).distinct(copy=False).from_(left, copy=False)
                  .join(right, on=exp.and_(*conds[:1], copy=False), copy=False)
                  .where(exp.and_(*conds[1:], copy=False), copy=False))
         return self.member_of(query)
+
+    def same_table_sequence(self, seq: ast.Sequence, source: EventSource) -> exp.Expression:
+        """a then b over one table: b strictly later within the limit, or two distinct rows of the
+        same instant — counted per (key, ts) group, which is exact without any row identity
+        (identical twins are two rows; a single row never pairs with itself)."""
+        table = source.table
+        a, b = self.ctx.alias("a"), self.ctx.alias("b")
+        ts_a, ts_b = col(source.timestamp, a), col(source.timestamp, b)
+        conds = [_not_null(col(source.key, a)), *self.time_bounds(source, a, seq.window),
+                 *self.time_bounds(source, b, seq.window),
+                 exp.GT(this=ts_b, expression=ts_a),
+                 exp.LTE(this=ts_b.copy(), expression=exp.Add(this=ts_a.copy(), expression=_interval(seq.within)))]
+        if seq.first.filter is not None:
+            conds.append(self.cond(seq.first.filter, a, table))
+        if seq.then.filter is not None:
+            conds.append(self.cond(seq.then.filter, b, table))
+        later = (exp.select(col(source.key, a), copy=False).distinct(copy=False)
+                 .from_(table_ref(table, a), copy=False)
+                 .join(table_ref(table, b), on=exp.EQ(this=col(source.key, a), expression=col(source.key, b)),
+                       copy=False)
+                 .where(exp.and_(*conds, copy=False), copy=False))
+        g = self.ctx.alias("g")
+        two = exp.GTE(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(2))
+        if seq.first.filter is None or seq.then.filter is None:
+            # one side takes any row: two rows of the instant, one of them passing the other filter
+            flt = seq.first.filter or seq.then.filter
+            rows = self.event_rows(source, g, None, seq.window)
+            having: exp.Expression = two if flt is None else exp.and_(
+                two, _at_least(self.cond(flt, g, table), 1), copy=False)
+        else:
+            # rows passing neither filter cannot be a or b, so only the others are grouped
+            rows = self.event_rows(source, g, ast.Or((seq.first.filter, seq.then.filter), seq.span), seq.window)
+            having = exp.and_(two, _at_least(self.cond(seq.first.filter, g, table), 1),
+                              _at_least(self.cond(seq.then.filter, g, table), 1), copy=False)
+        instant = rows.group_by(col(source.key, g), col(source.timestamp, g), copy=False).having(having, copy=False)
+        return exp.Paren(this=exp.or_(self.member_of(later), self.member_of(instant), copy=False))
 
     def step_from(self, source: EventSource, alias: str, window: ast.Window | None,
                   numbered: bool) -> exp.Expression:
@@ -335,18 +378,26 @@ class _Compiler:
         bounds.insert(0, _not_null(col(source.key, inner)))
         columns = [col(c, inner) for c in source.table.columns]
         if not numbered:
-            select = exp.select(*columns)
+            select = exp.select(*columns, copy=False)
         else:
             order_cols = [col(c.name, inner) for c in source.table.columns.values() if c.kind in ORDERABLE]
             row_id = exp.Window(this=exp.Anonymous(this="ROW_NUMBER"),
                                 partition_by=[col(source.key, inner)],
-                                order=exp.Order(expressions=[exp.Ordered(this=c, nulls_first=True) for c in order_cols]))
-            select = exp.select(*columns, exp.alias_(row_id, ROW_ID))
-        select = select.from_(table_ref(source.table, inner)).where(exp.and_(*bounds, copy=False), copy=False)
-        return select.subquery(alias)
+                                order=exp.Order(expressions=[exp.Ordered(this=c, nulls_first=True)
+                                                             for c in order_cols]))
+            select = exp.select(*columns, exp.alias_(row_id, ROW_ID, copy=False), copy=False)
+        select = select.from_(table_ref(source.table, inner), copy=False).where(
+            exp.and_(*bounds, copy=False), copy=False)
+        return select.subquery(alias, copy=False)
 
 
 _NEGATED = {"=": "!=", "!=": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
+
+
+def _at_least(predicate: exp.Expression, n: int) -> exp.Expression:
+    """SUM(CASE WHEN predicate THEN 1 ELSE 0 END) >= n (predicates here are never NULL)."""
+    case = exp.Case(ifs=[exp.If(this=predicate, true=exp.Literal.number(1))], default=exp.Literal.number(0))
+    return exp.GTE(this=exp.Sum(this=case), expression=exp.Literal.number(n))
 
 
 def _interval(duration: ast.Duration) -> exp.Interval:

@@ -25,15 +25,18 @@ class Kind(Enum):
 
 # Reserved in conditions and block structure; names may never be one of these.
 KEYWORDS = frozenset(
-    """audience where sync and or not in is null between contains starts with did at least most
-    exactly times last since before sum avg min max count distinct top by then within true false
-    profile minute minutes hour hours day days week weeks""".split()
+    [
+        "audience", "where", "sync", "and", "or", "not", "in", "is", "null", "between", "contains",
+        "starts", "with", "did", "at", "least", "most", "exactly", "times", "last", "since", "before",
+        "sum", "avg", "min", "max", "count", "distinct", "top", "by", "then", "within", "true", "false",
+        "profile", "minute", "minutes", "hour", "hours", "day", "days", "week", "weeks",
+    ]
 )
 
 OPERATORS = ("!=", "<=", ">=", "=", "<", ">")
 PUNCTUATION = frozenset("(){}[],:.%-")
 
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
@@ -82,18 +85,16 @@ class _Lexer:
     def run(self) -> None:
         while self.pos < len(self.src):
             ch = self.src[self.pos]
-            if ch == "\n":
-                self._advance(1)
-            elif ch.isspace():
+            if ch == "\n" or ch.isspace():
                 self._advance(1)
             elif ch == "#":
                 end = self.src.find("\n", self.pos)
                 self._advance((len(self.src) if end < 0 else end) - self.pos)
             elif ch == '"':
                 self._string()
-            elif ch.isdigit():
+            elif "0" <= ch <= "9":  # ASCII only: "²".isdigit() is true too
                 self._match(_NUMBER, Kind.NUMBER)
-            elif ch.isalpha() or ch == "_":
+            elif ch.isascii() and (ch.isalpha() or ch == "_"):
                 self._word()
             elif self.src.startswith(OPERATORS, self.pos):
                 op = next(o for o in OPERATORS if self.src.startswith(o, self.pos))
@@ -160,6 +161,11 @@ class _Lexer:
                 return
             if ch == "\n":
                 break
+            if ch == "\x00":  # warehouses end query text at NUL (PostgreSQL) or reject it
+                here = Span(self.line, self.col, self.line, self.col + 1)
+                self.errors.append(LexError(here, "E102", "a string may not contain the NUL character"))
+                self._advance(1)
+                continue
             if ch == "\\" and self.pos + 1 < len(self.src) and self.src[self.pos + 1] in _ESCAPES:
                 chars.append(_ESCAPES[self.src[self.pos + 1]])
                 self._advance(2)

@@ -22,6 +22,16 @@ MODES = ("mirror", "additive", "replace")
 UNITS = {"minute": "minute", "minutes": "minute", "hour": "hour", "hours": "hour",
          "day": "day", "days": "day", "week": "week", "weeks": "week"}
 COMPARE_OPS = ("=", "!=", "<", "<=", ">", ">=")
+# Limits that keep every literal inside what all supported warehouses can represent: DECIMAL(38)
+# values, 32-bit counts, intervals well inside the timestamp range, and `top P%` arithmetic that
+# stays inside 64-bit integers (the compiler compares `(rank - 1) * 100 * 10^d < P * 10^d * n`).
+MAX_DIGITS = 38
+MAX_INT = 2_147_483_647
+MAX_DURATION_SECONDS = 100 * 366 * 86400
+MAX_PERCENT_DECIMALS = 4
+# Parentheses and `not` nest at most this deep: the parser, checker, compiler and SQL generator
+# all recurse per level, and a planner never needs more (deeper input would hit RecursionError).
+MAX_NESTING = 50
 
 
 class _Abort(Exception):
@@ -65,6 +75,7 @@ class _Parser:
         self.file = filename
         self.source = source
         self.result = ParseResult()
+        self.depth = 0
 
     # ---- token helpers -------------------------------------------------------------------
     def peek(self, ahead: int = 0) -> Token:
@@ -247,24 +258,18 @@ class _Parser:
         if self.accept(Kind.PUNCT, "{"):
             last: Token | None = None
             while not self.at(Kind.PUNCT, "}"):
+                if self.at(Kind.EOF) or self.at(Kind.KEYWORD, "audience"):
+                    break
                 if last is not None:
                     self.require_separator(last)
-                key = self.peek()
-                if key.text not in ("schedule", "mode"):
-                    self.fail(key, "E109", f'unknown sync setting {key.describe()}; use "schedule" or "mode"')
-                self.next()
-                if key.text in seen:
-                    self.error(key.span, "E106", f'sync setting "{key.text}" is given twice')
-                seen.add(key.text)
-                self.expect(Kind.PUNCT, ":", f'":" after "{key.text}"')
-                if key.text == "schedule":
-                    tok = self.expect(Kind.STRING, None, 'a cron string for "schedule"')
+                try:
+                    key, tok = self.sync_setting(seen)
+                except _Abort:  # recover inside the sync block: its "}" must not close the audience
+                    self.skip_in_braces()
+                    break
+                if key == "schedule":
                     schedule, schedule_span = tok.text, tok.span
-                    self.check_cron(tok)
                 else:
-                    tok = self.next()
-                    if tok.text not in MODES:
-                        self.fail(tok, "E108", f"unknown sync mode {tok.describe()}; use mirror, additive or replace")
                     mode = tok.text
                 last = self.prev()
                 self.accept(Kind.PUNCT, ",")
@@ -272,6 +277,29 @@ class _Parser:
         else:
             end = dest
         return ast.Sync(dest.text, schedule, mode, start.span.to(end.span), schedule_span)
+
+    def skip_in_braces(self) -> None:
+        while not (self.at(Kind.EOF) or self.at(Kind.PUNCT, "}") or self.at(Kind.KEYWORD, "audience")):
+            self.next()
+
+    def sync_setting(self, seen: set[str]) -> tuple[str, Token]:
+        """One `schedule: "<cron>"` or `mode: <mode>` inside a sync block."""
+        key = self.peek()
+        if key.text not in ("schedule", "mode"):
+            self.fail(key, "E109", f'unknown sync setting {key.describe()}; use "schedule" or "mode"')
+        self.next()
+        if key.text in seen:
+            self.error(key.span, "E106", f'sync setting "{key.text}" is given twice')
+        seen.add(key.text)
+        self.expect(Kind.PUNCT, ":", f'":" after "{key.text}"')
+        if key.text == "schedule":
+            tok = self.expect(Kind.STRING, None, 'a cron string for "schedule"')
+            self.check_cron(tok)
+            return key.text, tok
+        tok = self.peek()
+        if tok.text not in MODES:
+            self.fail(tok, "E108", f"unknown sync mode {tok.describe()}; use mirror, additive or replace")
+        return key.text, self.next()
 
     def check_cron(self, tok: Token) -> None:
         from croniter import croniter
@@ -283,7 +311,18 @@ class _Parser:
 
     # ---- conditions ----------------------------------------------------------------------
     def condition(self) -> ast.Condition:
-        return self.or_()
+        self.enter()
+        try:
+            return self.or_()
+        finally:
+            self.depth -= 1
+
+    def enter(self) -> None:
+        """One more level of nesting; too deep is a diagnostic, never a RecursionError."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            self.depth -= 1
+            self.fail(self.peek(), "E104", f"conditions nest more than {MAX_NESTING} levels deep")
 
     def or_(self) -> ast.Condition:
         items = [self.and_()]
@@ -300,7 +339,11 @@ class _Parser:
     def unary(self) -> ast.Condition:
         tok = self.accept(Kind.KEYWORD, "not")
         if tok:
-            item = self.unary()
+            self.enter()
+            try:
+                item = self.unary()
+            finally:
+                self.depth -= 1
             return ast.Not(item, tok.span.to(item.span))
         return self.primary()
 
@@ -399,6 +442,8 @@ class _Parser:
             value = Decimal(tok.text)
         except InvalidOperation:  # pragma: no cover - the lexer only produces digits
             self.fail(tok, "E104", f"invalid number {tok.text}")
+        if sum(ch.isdigit() for ch in tok.text) > MAX_DIGITS:
+            self.error(tok.span, "E104", f"number {tok.text} has more than {MAX_DIGITS} digits")
         return -value if neg else value
 
     def integer(self, what: str) -> tuple[int, Token]:
@@ -406,6 +451,9 @@ class _Parser:
         if tok.kind is not Kind.NUMBER or "." in tok.text:
             self.fail(tok, "E103", f"expected a whole number {what} but found {tok.describe()}")
         self.next()
+        if int(tok.text) > MAX_INT:
+            self.error(tok.span, "E104", f"number {tok.text} is too large (at most {MAX_INT})")
+            return MAX_INT, tok
         return int(tok.text), tok
 
     # ---- events ----------------------------------------------------------------------------
@@ -421,6 +469,8 @@ class _Parser:
             inner = self.condition()
             self.expect(Kind.PUNCT, ")", '")" to close the event filter')
             return inner
+        if self.at(Kind.KEYWORD, "not"):
+            self.fail(self.peek(), "E103", 'a filter with "not" needs parentheses: where (not ...)')
         # A bare filter is one comparison: a following and/or belongs to the profile condition.
         return self.compare()
 
@@ -475,7 +525,8 @@ class _Parser:
             self.expect_kw("and", " between the two dates")
             end = self.date()
             if end.value < start.value:
-                self.error(start.span.to(end.span), "E208", f'window "between {start.text} and {end.text}" ends before it starts')
+                self.error(start.span.to(end.span), "E208",
+                           f'window "between {start.text} and {end.text}" ends before it starts')
             return ast.Window("between", tok.span.to(end.span), start=start, end=end)
         return None
 
@@ -483,17 +534,23 @@ class _Parser:
         n, tok = self.integer("for the window length")
         unit_tok = self.peek()
         if unit_tok.text not in UNITS:
-            self.fail(unit_tok, "E103", f"expected a unit (minutes, hours, days, weeks) but found {unit_tok.describe()}")
+            self.fail(unit_tok, "E103",
+                      f"expected a unit (minutes, hours, days, weeks) but found {unit_tok.describe()}")
         self.next()
         if n <= 0:
             self.error(tok.span, "E208", "a window or interval length must be at least 1")
-        return ast.Duration(n, UNITS[unit_tok.text], tok.span.to(unit_tok.span))
+        duration = ast.Duration(n, UNITS[unit_tok.text], tok.span.to(unit_tok.span))
+        if duration.seconds() > MAX_DURATION_SECONDS:
+            self.error(duration.span, "E208",
+                       "a window or interval length must be at most 100 years")
+        return duration
 
     def date(self) -> ast.DateLit:
         tok = self.expect(Kind.STRING, None, 'a date string such as "2016-06-23"')
         value = parse_iso_datetime(tok.text)
         if value is None:
-            self.error(tok.span, "E205", f'malformed date "{tok.text}": use ISO 8601, e.g. "2016-06-23" or "2016-06-23T08:00:00Z"')
+            self.error(tok.span, "E205",
+                       f'malformed date "{tok.text}": use ISO 8601, e.g. "2016-06-23" or "2016-06-23T08:00:00Z"')
             value = datetime(1970, 1, 1, tzinfo=UTC)
         return ast.DateLit(value, tok.text, tok.span)
 
@@ -534,7 +591,8 @@ class _Parser:
         measure = self.measure()
         op = self.peek()
         if op.kind is not Kind.OP:
-            self.fail(op, "E103", f"expected a comparison (=, !=, <, <=, >, >=) after the measure but found {op.describe()}")
+            self.fail(op, "E103",
+                      f"expected a comparison (=, !=, <, <=, >, >=) after the measure but found {op.describe()}")
         self.next()
         start = self.peek()
         value = self.number("a number to compare the measure with")
@@ -550,9 +608,15 @@ class _Parser:
             self.error(tok.span, "E104", 'top N needs a whole number (or a percentage such as "top 20%")')
         if amount <= 0 or (percent and amount > 100):
             self.error(tok.span, "E104", "top needs a positive number (percentages at most 100%)")
+        elif percent and -amount.as_tuple().exponent > MAX_PERCENT_DECIMALS:  # type: ignore[operator]
+            self.error(tok.span, "E104",
+                       f"a percentage has at most {MAX_PERCENT_DECIMALS} decimal places")
+        elif not percent and amount > MAX_INT:
+            self.error(tok.span, "E104", f"top N is at most {MAX_INT}")
         self.expect_kw("by", ' after "top N"')
         if not self.at_kw("sum", "avg", "min", "max", "count"):
-            self.fail(self.peek(), "E103", f"expected a measure (sum, avg, min, max, count) after \"by\" but found {self.peek().describe()}")
+            self.fail(self.peek(), "E103", "expected a measure (sum, avg, min, max, count) after \"by\" "
+                                           f"but found {self.peek().describe()}")
         measure = self.measure()
         return ast.Rank(amount, percent, measure, start.span.to(measure.span))
 
