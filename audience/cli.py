@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 from datetime import UTC, datetime
 
 from audience import commands
@@ -25,16 +26,24 @@ def _as_of(text: str) -> datetime:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Wrong arguments are the user's input being wrong: exit status 1 (interfaces.md)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--project", default=".", metavar="DIR", help="project folder (default: .)")
     common.add_argument("--debug", action="store_true", help="show tracebacks for unexpected errors")
-    timed = argparse.ArgumentParser(add_help=False)
+    timed = _Parser(add_help=False)
     timed.add_argument("--as-of", type=_as_of, default=None, metavar="TIMESTAMP",
                        help="evaluate at this UTC time (ISO 8601; default: now)")
 
-    parser = argparse.ArgumentParser(prog="audience", description="Consent-aware audience builder")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = _Parser(prog="audience", description="Consent-aware audience builder")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, *parents: argparse.ArgumentParser):
         p = sub.add_parser(name, parents=[common, *parents], help=help_, description=help_)
@@ -79,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sandbox_arguments(p)
     consent = sub.add_parser("consent", help="consent signal tools")
-    csub = consent.add_subparsers(dest="consent_command", required=True, metavar="COMMAND")
+    csub = consent.add_subparsers(dest="consent_command", required=True, metavar="COMMAND", parser_class=_Parser)
     p = csub.add_parser("import", parents=[common], help="import consent signals (CSV of profile key, signal, captured time)")
     p.set_defaults(func=commands.cmd_consent_import)
     p.add_argument("file")

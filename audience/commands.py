@@ -36,10 +36,14 @@ def open_project(args: argparse.Namespace, *, require_ok: bool = True) -> Projec
 
 
 def audience_problems(project: Project, name: str) -> list[Diagnostic]:
-    """Errors that block one audience: in its file or in the files of audiences it includes."""
+    """Errors that block one audience: inside its block or the blocks of audiences it includes.
+
+    An error elsewhere in the same file does not block it (another planner's draft should not
+    stop a working audience from refreshing).
+    """
     from dsl.checker import memberships
 
-    files: set[str] = set()
+    spans: list[tuple[str, object]] = []
     todo, seen = [name], set()
     while todo:
         current = todo.pop()
@@ -47,9 +51,14 @@ def audience_problems(project: Project, name: str) -> list[Diagnostic]:
             continue
         seen.add(current)
         aud = project.audiences[current]
-        files.add(aud.file)
+        spans.append((aud.file, aud.span))
         todo.extend(m.audience for m in memberships(aud.where))
-    return [d for d in project.diagnostics if d.file in files and d.severity == "error"]
+
+    def inside(d: Diagnostic) -> bool:
+        return any(d.file == file and (span.line, span.col) <= (d.span.line, d.span.col)  # type: ignore[attr-defined]
+                   <= (span.end_line, span.end_col) for file, span in spans)  # type: ignore[attr-defined]
+
+    return [d for d in project.diagnostics if d.severity == "error" and inside(d)]
 
 
 def load_for_audience(args: argparse.Namespace) -> Project | None:
