@@ -24,7 +24,7 @@ def audience_sql(project: Project, name: str, as_of: datetime, dialect: str,
     else:
         from audience.consented import consented_members_query
 
-        query = consented_members_query(project, name, destination, as_of)
+        query = consented_members_query(project, name, destination, as_of, dialect)
     return query.sql(dialect=_sqlglot_dialect(dialect), pretty=pretty)
 
 

@@ -161,13 +161,6 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def _not_yet(name: str):  # pragma: no cover - replaced as features land
-    def run(args: argparse.Namespace) -> int:
-        raise UserError(f"`audience {name}` is not available in this build yet")
-
-    return run
-
-
 def cmd_refresh(args: argparse.Namespace) -> int:
     from audience.runs.cli import refresh_command
 
@@ -184,7 +177,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from audience.runs.cli import runs_command
 
     return runs_command(args)
-cmd_serve = _not_yet("serve")
+def cmd_serve(args: argparse.Namespace) -> int:
+    from audience.service.server import serve_command
+
+    return serve_command(args)
 
 
 def cmd_dsp_sandbox(args: argparse.Namespace) -> int:

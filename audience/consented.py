@@ -78,9 +78,11 @@ def consented(project: Project, audience: str, dest_name: str, as_of: datetime) 
     return ConsentedAudience(project, audience, destination(project, dest_name), as_of, project.warehouse.dialect)
 
 
-def consented_members_query(project: Project, audience: str, dest_name: str, as_of: datetime) -> exp.Select:
+def consented_members_query(project: Project, audience: str, dest_name: str, as_of: datetime,
+                            dialect: str | None = None) -> exp.Select:
     """SQL for `compile --destination`: the exportable profile keys after consent and holdout."""
-    ca = ConsentedAudience(project, audience, destination(project, dest_name), as_of, project.config.warehouse.dialect)
+    ca = ConsentedAudience(project, audience, destination(project, dest_name), as_of,
+                           dialect or project.config.warehouse.dialect)
     return exp.select("profile_key").from_(exportable(ca.query).subquery("x"))
 
 

@@ -1,0 +1,405 @@
+"""``audience.v1.AudienceService``: the planner RPCs over a cached project.
+
+Each handler parses and validates its request, takes the current project snapshot (reloaded
+when files changed, see :mod:`~audience.service.project_cache`) and raises
+:class:`~audience.service.errors.ServiceError` or a domain exception on failure; the
+:func:`_unary` / :func:`_streaming` wrappers turn those into statuses with details.
+
+Expensive results (compiled SQL, funnels, overlaps) are cached per snapshot, so an edited
+definition is never answered from the old one. Identical calls in flight share one
+computation. SQL is cached for the snapshot's life (it depends only on definitions, catalog and
+``as_of``); warehouse results are fresh for ``result_ttl`` seconds (the warehouse's rows change
+underneath), then served for another ``result_ttl`` while one background query refreshes
+them. "Now" is truncated to the second for compiling (so repeated calls share the SQL) and,
+for estimates and overlaps, means "a result computed about a minute ago at most"; every
+response says which ``as_of`` it is for.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import threading
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+
+from audience.build import audience_sql
+from audience.config import DIALECTS
+from audience.project import Project
+from audience.runs import api as runs_api
+from audience.runs.model import RunRecord
+from audience.service import convert
+from audience.service.counts import overlap_counts, threshold_of
+from audience.service.drafts import (
+    CheckedDraft,
+    check_condition,
+    check_definition,
+    overlay,
+    require_compilable,
+)
+from audience.service.errors import (
+    ServiceError,
+    abort,
+    deadline_exceeded,
+    draft_errors,
+    failed_precondition,
+    invalid_argument,
+    not_found,
+    to_service_error,
+    unavailable,
+)
+from audience.service.names import (
+    AUDIENCE_ID,
+    audience_name,
+    parse_audience_name,
+    parse_parent,
+    parse_run_name,
+)
+from audience.service.pagination import decode_token, encode_token, page_size
+from audience.service.project_cache import ProjectCache
+from audience.service.protos import audience_pb2 as pb
+from audience.service.protos import audience_service_pb2 as rpc
+from audience.service.protos import audience_service_pb2_grpc as rpc_grpc
+from audience.service.results import ResultCache
+from consent_filter.funnel import Funnel
+
+T = TypeVar("T")
+Handler = Callable[..., Any]
+
+DEFAULT_RESULT_TTL_SECONDS = 30.0
+DEFAULT_WATCH_INTERVAL_SECONDS = 0.25
+MAX_OVERLAP_AUDIENCES = 20
+FOREVER = float("inf")
+
+
+def _unary(method: Handler) -> Handler:
+    """Map whatever the handler raises to a status (never let grpc answer UNKNOWN)."""
+
+    @functools.wraps(method)
+    def wrapper(self: AudienceServicer, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except Exception as exc:  # context.abort is only called below, outside the try
+            error = to_service_error(exc)
+        abort(context, error)
+
+    return wrapper
+
+
+def _streaming(method: Handler) -> Handler:
+    @functools.wraps(method)
+    def wrapper(self: AudienceServicer, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from method(self, request, context)
+            return
+        except Exception as exc:
+            error = to_service_error(exc)
+        abort(context, error)
+
+    return wrapper
+
+
+def check_deadline(context: grpc.ServicerContext) -> float | None:
+    """Seconds left for the call (None: no deadline); DEADLINE_EXCEEDED when none are left.
+
+    Called before expensive work, so a call whose client has given up does not start a
+    warehouse query nobody will read.
+    """
+    remaining = context.time_remaining()
+    if remaining is None or remaining >= threading.TIMEOUT_MAX:
+        return None  # grpc reports "no deadline" as an enormous number of seconds
+    if remaining <= 0:
+        raise deadline_exceeded()
+    return remaining
+
+
+def _now_to_the_second() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _requested_as_of(request: Any) -> datetime | None:
+    return convert.from_timestamp(request.as_of_time) if request.HasField("as_of_time") else None
+
+
+class AudienceServicer(rpc_grpc.AudienceServiceServicer):
+    """The RPCs (CamelCase names, as the generated base class requires)."""
+
+    def __init__(self, projects: ProjectCache, *, result_ttl: float = DEFAULT_RESULT_TTL_SECONDS,
+                 watch_interval: float = DEFAULT_WATCH_INTERVAL_SECONDS,
+                 stopping: threading.Event | None = None) -> None:
+        self.projects = projects
+        self.result_ttl = result_ttl
+        self.watch_interval = watch_interval
+        self.stopping = stopping or threading.Event()
+
+    @property
+    def project_dir(self) -> Path:
+        return self.projects.project_dir
+
+    # ---- audiences ---------------------------------------------------------------------------
+    @_unary
+    def ListAudiences(self, request: rpc.ListAudiencesRequest,
+                      context: grpc.ServicerContext) -> rpc.ListAudiencesResponse:
+        size = page_size(request.page_size)
+        after = decode_token(request.page_token, "audiences", "")
+        if after is not None and not isinstance(after, str):
+            raise invalid_argument("page_token is not a token of ListAudiences", "page_token")
+        project = self.projects.get().project
+        names = sorted(project.audiences)
+        start = bisect.bisect_right(names, after) if after is not None else 0
+        page = names[start:start + size]
+        more = start + size < len(names)
+        full = request.view == pb.AUDIENCE_VIEW_FULL
+        return rpc.ListAudiencesResponse(
+            audiences=[self._audience(project, name, full=full) for name in page],
+            next_page_token=encode_token("audiences", "", page[-1]) if more and page else "",
+            total_size=len(names))
+
+    @_unary
+    def GetAudience(self, request: rpc.GetAudienceRequest,
+                    context: grpc.ServicerContext) -> rpc.GetAudienceResponse:
+        name = parse_audience_name(request.name)
+        project = self.projects.get().project
+        project.audience(name)  # NOT_FOUND
+        full = request.view != pb.AUDIENCE_VIEW_BASIC
+        return rpc.GetAudienceResponse(audience=self._audience(project, name, full=full))
+
+    @staticmethod
+    def _audience(project: Project, name: str, *, full: bool) -> pb.Audience:
+        from audience.commands import audience_problems
+
+        return convert.audience(project.audiences[name], full=full, git_commit=project.git_commit,
+                                content_hash=project.content_hash(name),
+                                problems=audience_problems(project, name))
+
+    # ---- drafts and SQL ----------------------------------------------------------------------
+    @_unary
+    def ValidateAudience(self, request: rpc.ValidateAudienceRequest,
+                         context: grpc.ServicerContext) -> rpc.ValidateAudienceResponse:
+        which = request.WhichOneof("draft")
+        if request.audience_id and not AUDIENCE_ID.fullmatch(request.audience_id):
+            raise invalid_argument("audience_id must be lowercase letters, digits and _",
+                                   "audience_id")
+        project = self.projects.get().project
+        if which == "definition":
+            draft = check_definition(project, request.definition, request.filename)
+        elif which == "condition":
+            draft = check_condition(project, request.condition, request.audience_id,
+                                    request.filename)
+        else:
+            raise invalid_argument("set definition (audience blocks) or condition", "definition")
+        if draft.errors:
+            raise draft_errors(draft.diagnostics, draft.field, draft.filename)
+        return rpc.ValidateAudienceResponse(
+            diagnostics=[convert.diagnostic(d) for d in draft.diagnostics],
+            audiences=[audience_name(a.name) for a in draft.audiences])
+
+    @_unary
+    def CompileAudience(self, request: rpc.CompileAudienceRequest,
+                        context: grpc.ServicerContext) -> rpc.CompileAudienceResponse:
+        name = parse_audience_name(request.name)
+        snapshot = self.projects.get()
+        config = snapshot.project.config
+        dialect = request.dialect or config.warehouse.dialect
+        if dialect not in DIALECTS:
+            raise invalid_argument(f'unknown dialect "{dialect}"; use one of {", ".join(DIALECTS)}',
+                                   "dialect")
+        destination = request.destination or None
+        if destination is not None and destination not in config.destinations:
+            raise invalid_argument(_unknown_destination(destination, config.destinations),
+                                   "destination")
+        as_of = _requested_as_of(request) or _now_to_the_second()
+        key = ("compile", name, request.definition, dialect, destination, as_of, request.pretty)
+
+        def compute() -> str:
+            target = self._compilable(snapshot.project, name, request.definition)
+            return audience_sql(target, name, as_of, dialect, destination, pretty=request.pretty)
+
+        sql = self._cached(snapshot.sql, context, key, compute, ttl=FOREVER)
+        return rpc.CompileAudienceResponse(sql=sql, dialect=dialect,
+                                           as_of_time=convert.timestamp(as_of))
+
+    @staticmethod
+    def _compilable(project: Project, name: str, definition: str = "") -> Project:
+        """The project (with the draft overlaid, if any), once *name* is known to compile."""
+        draft: CheckedDraft | None = None
+        if definition:
+            draft = check_definition(project, definition)
+            if draft.errors and not any(a.name == name for a in draft.audiences):
+                raise draft_errors(draft.diagnostics, draft.field, draft.filename)
+            project = overlay(project, draft)
+        project.audience(name)  # NOT_FOUND
+        require_compilable(project, name, draft)
+        return project
+
+    # ---- counts ------------------------------------------------------------------------------
+    @_unary
+    def EstimateAudience(self, request: rpc.EstimateAudienceRequest,
+                         context: grpc.ServicerContext) -> rpc.EstimateAudienceResponse:
+        name = parse_audience_name(request.name)
+        snapshot = self.projects.get()
+        project = self._compilable(snapshot.project, name)
+        destinations = self._estimate_destinations(project, name, request.destinations)
+        as_of = _requested_as_of(request)
+        key = ("estimate", name, tuple(destinations), as_of)
+
+        def compute() -> tuple[datetime, dict[str, Funnel]]:
+            from audience.consented import consented
+
+            when = as_of or datetime.now(UTC)
+            return when, {d: consented(project, name, d, when).funnel() for d in destinations}
+
+        when, funnels = self._cached(snapshot.results, context, key, compute, ttl=self.result_ttl,
+                                     stale_for=self.result_ttl)
+        dests = project.config.destinations
+        return rpc.EstimateAudienceResponse(
+            audience=audience_name(name), as_of_time=convert.timestamp(when),
+            funnels=[convert.funnel(d, funnels[d], threshold_of(dests[d].min_size))
+                     for d in destinations])
+
+    @staticmethod
+    def _estimate_destinations(project: Project, name: str, requested: Sequence[str]) -> list[str]:
+        """The requested destinations, else the audience's syncs, else every declared one."""
+        config = project.config
+        if config.consent is None:
+            raise failed_precondition("audience.toml has no [consent] section; nothing can be "
+                                      "estimated or exported without it")
+        for i, dest in enumerate(requested):
+            if dest not in config.destinations:
+                raise invalid_argument(_unknown_destination(dest, config.destinations),
+                                       f"destinations[{i}]")
+        chosen = list(requested) or [s.destination for s in project.audiences[name].syncs
+                                     if s.destination in config.destinations]
+        chosen = chosen or list(config.destinations)
+        if not chosen:
+            raise failed_precondition("the project declares no destinations; add one under "
+                                      "[destinations] in audience.toml")
+        return list(dict.fromkeys(chosen))
+
+    @_unary
+    def OverlapAudiences(self, request: rpc.OverlapAudiencesRequest,
+                         context: grpc.ServicerContext) -> rpc.OverlapAudiencesResponse:
+        names = [parse_audience_name(n, f"names[{i}]") for i, n in enumerate(request.names)]
+        if not 2 <= len(names) <= MAX_OVERLAP_AUDIENCES:
+            raise invalid_argument(f"names must hold 2 to {MAX_OVERLAP_AUDIENCES} audiences",
+                                   "names")
+        if len(set(names)) != len(names):
+            raise invalid_argument("names must not repeat an audience", "names")
+        snapshot = self.projects.get()
+        project = snapshot.project
+        for name in names:
+            self._compilable(project, name)
+        threshold = threshold_of(None)
+        if request.destination:
+            dest = project.config.destinations.get(request.destination)
+            if dest is None:
+                raise invalid_argument(
+                    _unknown_destination(request.destination, project.config.destinations),
+                    "destination")
+            threshold = threshold_of(dest.min_size)
+        as_of = _requested_as_of(request)
+        key = ("overlap", tuple(names), as_of)
+
+        def compute() -> tuple[datetime, list[int], dict[tuple[int, int], int]]:
+            when = as_of or datetime.now(UTC)
+            return (when, *overlap_counts(project, names, when))
+
+        when, sizes, pairs = self._cached(snapshot.results, context, key, compute, ttl=self.result_ttl,
+                                          stale_for=self.result_ttl)
+        return rpc.OverlapAudiencesResponse(
+            threshold=threshold, as_of_time=convert.timestamp(when),
+            sizes=[rpc.AudienceSize(audience=audience_name(n),
+                                    members=convert.rounded_count(sizes[i], threshold))
+                   for i, n in enumerate(names)],
+            pairs=[rpc.AudiencePair(first=audience_name(names[i]), second=audience_name(names[j]),
+                                    both=convert.rounded_count(count, threshold))
+                   for (i, j), count in sorted(pairs.items())])
+
+    @staticmethod
+    def _cached(cache: ResultCache, context: grpc.ServicerContext, key: Hashable,
+                compute: Callable[[], T], *, ttl: float, stale_for: float = 0.0) -> T:
+        remaining = check_deadline(context)
+        return cache.get_or_compute(key, compute, ttl=ttl, stale_for=stale_for,
+                                    wait_timeout=remaining)
+
+    # ---- runs --------------------------------------------------------------------------------
+    @_unary
+    def RefreshAudience(self, request: rpc.RefreshAudienceRequest,
+                        context: grpc.ServicerContext) -> rpc.RefreshAudienceResponse:
+        name = parse_audience_name(request.name)
+        snapshot = self.projects.get()
+        project = self._compilable(snapshot.project, name)
+        destination = request.destination or None
+        if destination is not None and destination not in project.config.destinations:
+            raise invalid_argument(
+                _unknown_destination(destination, project.config.destinations), "destination")
+        check_deadline(context)
+        run_ids = runs_api.start_refresh(self.project_dir, name, destination,
+                                         as_of=_requested_as_of(request), force=request.force,
+                                         project=project)
+        records = [self._record(name, run_id) for run_id in run_ids]
+        return rpc.RefreshAudienceResponse(runs=[self._run(project, r) for r in records])
+
+    @_unary
+    def GetRun(self, request: rpc.GetRunRequest, context: grpc.ServicerContext) -> rpc.GetRunResponse:
+        audience, run_id = parse_run_name(request.name)
+        project = self.projects.get().project
+        return rpc.GetRunResponse(run=self._run(project, self._record(audience, run_id)))
+
+    @_unary
+    def ListRuns(self, request: rpc.ListRunsRequest,
+                 context: grpc.ServicerContext) -> rpc.ListRunsResponse:
+        audience = parse_parent(request.parent)
+        size = page_size(request.page_size)
+        offset = decode_token(request.page_token, "runs", request.parent) or 0
+        if not isinstance(offset, int) or offset < 0:
+            raise invalid_argument("page_token is not a token of ListRuns", "page_token")
+        project = self.projects.get().project
+        records = runs_api.list_runs(self.project_dir, audience=audience, limit=size + 1,
+                                     offset=offset)
+        more = len(records) > size
+        return rpc.ListRunsResponse(
+            runs=[self._run(project, r) for r in records[:size]],
+            next_page_token=encode_token("runs", request.parent, offset + size) if more else "")
+
+    @_streaming
+    def WatchRun(self, request: rpc.WatchRunRequest,
+                 context: grpc.ServicerContext) -> Iterator[rpc.WatchRunResponse]:
+        audience, run_id = parse_run_name(request.name)
+        project = self.projects.get().project
+        last: pb.Run | None = None
+        while True:
+            current = self._run(project, self._record(audience, run_id))
+            if current != last:
+                yield rpc.WatchRunResponse(run=current)
+                last = current
+            if current.state in convert.TERMINAL_STATES:
+                return
+            if self.stopping.wait(self.watch_interval):
+                raise unavailable("the server is shutting down; watch the run again elsewhere")
+            if not context.is_active():
+                return
+
+    def _record(self, audience: str, run_id: str) -> RunRecord:
+        record = runs_api.get_run(self.project_dir, run_id)
+        if record is None or record.audience != audience:
+            raise not_found(f'no run "{run_id}" of audience "{audience}"')
+        return record
+
+    @staticmethod
+    def _run(project: Project, record: RunRecord) -> pb.Run:
+        dest = project.config.destinations.get(record.destination)
+        return convert.run(record, threshold_of(dest.min_size if dest else None))
+
+
+def _unknown_destination(name: str, declared: Sequence[str] | Any) -> str:
+    from dsl.diagnostics import did_you_mean
+
+    return f'unknown destination "{name}"' + did_you_mean(name, declared)
+
+
+__all__ = ["AudienceServicer", "ServiceError", "check_deadline"]
