@@ -9,7 +9,7 @@ from pathlib import Path
 import structlog
 
 from audience.project import Project, load_project
-from audience.runs.engine import RunEngine, find_sync
+from audience.runs.engine import LeaseLost, RunEngine, SyncBusy, find_sync
 from audience.runs.model import RunRecord
 from audience.runs.store import StateStore
 
@@ -46,6 +46,8 @@ def start_refresh(project_dir: Path, audience: str, destination: str | None, *, 
             for sync, run in zip(syncs, runs, strict=True):
                 try:
                     worker.refresh(sync, as_of=run.as_of, force=force, run_id=run.run_id)
+                except (SyncBusy, LeaseLost) as err:  # the run is another worker's to finish: leave it
+                    log.info("run.not_ours", run_id=run.run_id, reason=str(err))
                 except Exception as err:  # recorded on the run; a background thread must not die loudly
                     log.error("run.crashed", run_id=run.run_id, error=str(err))
                     record = worker_store.get_run(run.run_id)

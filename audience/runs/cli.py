@@ -9,7 +9,7 @@ from typing import Any
 
 from audience.errors import UserError
 from audience.runs.api import open_store
-from audience.runs.engine import RunEngine, Sync, SyncBusy, find_sync
+from audience.runs.engine import LeaseLost, RunEngine, Sync, SyncBusy, SyncNotDue, find_sync
 from audience.runs.model import SUCCEEDED, RunRecord
 from audience.runs.schedule import due_syncs
 
@@ -22,7 +22,7 @@ def summary_line(run: RunRecord) -> str:
     return f"{line}: {run.error}" if run.error else line
 
 
-def _progress_printer():  # noqa: ANN202
+def _progress_printer():
     """A progress bar on a terminal; nothing otherwise (the summary line is printed at the end)."""
     if not sys.stderr.isatty():
         return None, None
@@ -48,39 +48,51 @@ def refresh_command(args: argparse.Namespace) -> int:
     project = open_project(args, require_ok=False)
     if project is None:
         return 1
+    try:
+        results, skipped, listed = _refresh(project, args)
+    finally:
+        project.close()
+    if args.json:
+        print(json.dumps({"runs": [r.to_json() for r in results], "skipped_busy": skipped}, indent=2))
+    else:
+        for run in results:
+            print(summary_line(run))
+        for line in skipped:
+            print(f"skipped: {line}")
+        if args.due and not listed:
+            print("no sync is due")
+    for run in results:
+        if run.state != SUCCEEDED:  # one clear line on stderr per run that did not succeed
+            print(f"error: {run.audience} -> {run.destination}: {run.error}", file=sys.stderr)
+    return 0 if all(r.state == SUCCEEDED for r in results) else 2
+
+
+def _refresh(project: Any, args: argparse.Namespace) -> tuple[list[RunRecord], list[str], list[Sync]]:
+    """Run the requested syncs; a sync another worker is running (or just ran) is skipped."""
     store = open_store(project)
     bar, update = _progress_printer()
     engine = RunEngine(project, store, progress=update)
-    if args.due:
-        syncs = [s for d in due_syncs(project, store, args.as_of) if d.due
-                 for s in find_sync(project, d.audience, d.destination)]
-    else:
-        syncs = find_sync(project, args.name, args.destination)
     results: list[RunRecord] = []
-    busy: list[str] = []
+    skipped: list[str] = []
     try:
+        if args.due:
+            syncs = [s for d in due_syncs(project, store, args.as_of) if d.due
+                     for s in find_sync(project, d.audience, d.destination)]
+        else:
+            syncs = find_sync(project, args.name, args.destination)
         if bar:
             bar.start()
         for sync in syncs:
             _check_compiles(project, sync)
             try:
-                results.append(engine.refresh(sync, as_of=args.as_of, force=args.force))
-            except SyncBusy as err:
-                busy.append(str(err))
+                results.append(engine.refresh(sync, as_of=args.as_of, force=args.force, only_if_due=args.due))
+            except (SyncBusy, SyncNotDue, LeaseLost) as err:
+                skipped.append(str(err))
     finally:
         if bar:
             bar.stop()
         store.close()
-    if args.json:
-        print(json.dumps({"runs": [r.to_json() for r in results], "skipped_busy": busy}, indent=2))
-    else:
-        for run in results:
-            print(summary_line(run))
-        for line in busy:
-            print(f"skipped: {line}")
-        if args.due and not syncs:
-            print("no sync is due")
-    return 0 if all(r.state == SUCCEEDED for r in results) else 2
+    return results, skipped, syncs
 
 
 def _check_compiles(project: Any, sync: Sync) -> None:
@@ -111,12 +123,13 @@ def plan_command(args: argparse.Namespace) -> int:
                 sync = find_sync(project, due.audience, due.destination)[0]
                 decision = engine.preview(sync, as_of=args.as_of)
                 c = decision["counts"]
-                row.update(mode="replace" if decision["full"] else sync.mode, outcome=decision["outcome"],
+                row.update(mode=decision["mode"], outcome=decision["outcome"],
                            adds=c["adds_sent"], removes=c["removes_sent"], exportable=c["funnel_exportable"],
                            note=decision.get("error"))
             rows.append(row)
     finally:
         store.close()
+        project.close()
     if args.json:
         print(json.dumps({"syncs": rows}, indent=2))
         return 0
@@ -133,10 +146,10 @@ def plan_command(args: argparse.Namespace) -> int:
 
 
 def runs_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from audience.config import ConfigError, load_config
     from audience.runs.store import StateStore
-
-    from pathlib import Path
 
     try:
         config = load_config(Path(args.project))

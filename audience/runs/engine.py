@@ -34,7 +34,10 @@ from dsl import ast
 from dsl.compiler import PROFILE_ALIAS, CompileContext, col, predicate, table_ref
 
 log = structlog.get_logger()
-LEASE_TTL = timedelta(minutes=2)
+# Renewed at every step and batch. A dead worker on this host is taken over at once (its pid is
+# gone); one on another host after the TTL, which must outlast the longest single warehouse
+# statement of a build, or a live worker could lose its lease mid-statement.
+LEASE_TTL = timedelta(minutes=10)
 HASH_BATCH = 50_000
 
 
@@ -80,13 +83,15 @@ def new_run_id(at: datetime) -> str:
 class RunEngine:
     """Runs syncs of one project against its warehouse and state store."""
 
-    def __init__(self, project: Project, store: StateStore, *, progress: Callable[[RunRecord], None] | None = None) -> None:
+    def __init__(self, project: Project, store: StateStore, *,
+                 progress: Callable[[RunRecord], None] | None = None) -> None:
         self.project = project
         self.store = store
         self.wh = project.warehouse
         self.owner = worker_id()
         self.on_progress = progress or (lambda run: None)
         self._lease: str | None = None
+        self._stage = snap.stage_table(self.wh.dialect)
 
     # ---- entry point ----------------------------------------------------------------------------
     def refresh(self, sync: Sync, *, as_of: datetime, force: bool = False, run_id: str | None = None,
@@ -156,6 +161,7 @@ class RunEngine:
                 run.state = BUILDING
                 self._save(run)
                 decision = self._build_plan(sync, run)
+                self._renew()  # still ours: only the lease holder may freeze the plan
                 self.store.checkpoint(run.run_id, "plan", decision)
                 pause_point("plan")
             decision = self.store.checkpoints(run.run_id)["plan"]
@@ -180,6 +186,12 @@ class RunEngine:
             run.state, run.error = FAILED, str(err)
             log.warning("run.failed", run_id=run.run_id, error=str(err))
             self._discard(run)
+        except Exception as err:  # a bug: fail the run (the next one starts afresh), keep the traceback
+            run.state, run.error = FAILED, f"unexpected {type(err).__name__}: {err}"
+            self._discard(run)
+            run.finished_at = now()
+            self._save(run)
+            raise
         run.finished_at = now()
         run.progress_done = run.progress_total if run.state == SUCCEEDED else run.progress_done
         self._save(run)
@@ -203,26 +215,29 @@ class RunEngine:
         assert catalog is not None
         dest = sync.destination
         key = col(catalog.profile_key, PROFILE_ALIAS)
-        ctx = CompileContext(catalog, project.audiences, run.as_of)
-        definition = (exp.select(key.copy()).from_(table_ref(catalog.profile, "d0"))
-                      .where(predicate(sync.audience.where, ctx), copy=False))
-        # predicate() is written over alias p; rebuild it over d0 by renaming the table alias.
-        definition = definition.transform(_rename_alias(PROFILE_ALIAS, "d0"))
-        definition.set("expressions", [exp.alias_(col(catalog.profile_key, "d0"), "k")])
-        previous = (exp.select(exp.alias_(col("member_key", "m"), "k")).from_(table_ref(_tbl("members"), "m"))
-                    .where(self._mine(run, "m")))
-        base = (exp.select(exp.alias_(key.copy(), "profile_key")).from_(table_ref(catalog.profile, PROFILE_ALIAS))
-                .join(definition.subquery("dq"), on=exp.EQ(this=col("k", "dq"), expression=key.copy()), join_type="left")
-                .join(previous.subquery("pq"), on=exp.EQ(this=col("k", "pq"), expression=exp.cast(key.copy(), exp.DataType.Type.VARCHAR)),
-                      join_type="left")
-                .where(exp.or_(exp.Not(this=exp.Is(this=col("k", "dq"), expression=exp.Null())),
-                               exp.Not(this=exp.Is(this=col("k", "pq"), expression=exp.Null())))))
+        condition = exp.and_(exp.Not(this=exp.Is(this=key.copy(), expression=exp.Null())),
+                             predicate(sync.audience.where, CompileContext(catalog, project.audiences, run.as_of)))
+        previous = (exp.select(exp.alias_(col("member_key", "m"), "k"), exp.alias_(col("fingerprint", "m"), "f"))
+                    .from_(table_ref(_tbl("members"), "m")).where(self._mine(run, "m")))
+        base = exp.select(exp.alias_(key.copy(), "profile_key")).from_(table_ref(catalog.profile, PROFILE_ALIAS))
+        if condition.find(exp.Select) is None:
+            # Only profile columns: evaluate it on the row itself (no self-join of the profiles).
+            in_definition: exp.Expression = exp.Paren(this=condition)
+        else:  # events, ranks, other audiences: evaluate it once, as a join
+            definition = (exp.select(key.copy()).from_(table_ref(catalog.profile, "d0")).where(condition, copy=False)
+                          .transform(_rename_alias(PROFILE_ALIAS, "d0")))  # predicate() is written over alias p
+            definition.set("expressions", [exp.alias_(col(catalog.profile_key, "d0"), "k")])
+            base = base.join(definition.subquery("dq"), on=exp.EQ(this=col("k", "dq"), expression=key.copy()),
+                             join_type="left")
+            in_definition = exp.Not(this=exp.Is(this=col("k", "dq"), expression=exp.Null()))
+        base = (base.join(previous.subquery("pq"), join_type="left", on=_key_match(col("k", "pq"), key, catalog))
+                .where(exp.or_(in_definition.copy(), exp.Not(this=exp.Is(this=col("k", "pq"), expression=exp.Null())))))
         q = consent_query(base, catalog, policy_of(project), target_of(dest), run.as_of, audience=run.audience,
                           holdout_percent=float(sync.audience.holdout), dialect=self.wh.dialect,
                           consent_table=_consent_table(project), members_cte=False)
-        return q.select(exp.alias_(exp.Not(this=exp.Is(this=col("k", "dq"), expression=exp.Null())), "in_definition"),
+        return q.select(exp.alias_(in_definition, "in_definition"),
                         exp.alias_(snap.profile_fingerprint(catalog, dest.format, dest.identifiers), "fingerprint"),
-                        copy=False)
+                        exp.alias_(col("f", "pq"), "prev_fingerprint"), copy=False)
 
     def preview(self, sync: Sync, *, as_of: datetime) -> dict[str, Any]:
         """What a run would send now (counts only; nothing is hashed, sent or kept)."""
@@ -236,95 +251,156 @@ class RunEngine:
             snap.clear_run(self.wh, run.run_id)
 
     def _build_plan(self, sync: Sync, run: RunRecord, *, preview: bool = False) -> dict[str, Any]:
-        wh, rid, t = self.wh, snap.lit(run.run_id), snap.table
+        wh, rid, t, stage = self.wh, snap.lit(run.run_id), snap.table, self._stage
         snap.clear_run(wh, run.run_id)
-        stage_sql = self._stage_query(sync, run).sql(dialect=wh.dialect)
-        wh.execute(f"INSERT INTO {t('stage')} (run_id, member_key, consent_stage, held_out, in_definition, fingerprint) "
-                   f"SELECT {rid}, CAST(profile_key AS VARCHAR), {STAGE}, {HELD_OUT}, in_definition, fingerprint "
-                   f"FROM ({stage_sql}) AS s")
+        current, unchanged = _current(""), _unchanged("")
+        staged = f"NOT ({unchanged}) AND ({current} OR prev_fingerprint IS NOT NULL)"
+        to_add = f"{current} AND NOT ({unchanged})"
+        kinds = sync.destination.identifiers
+        # raw identifiers travel only with the members to add (NULL for everyone else)
+        raw = [f"CASE WHEN {to_add} THEN CAST({v} AS VARCHAR) END AS {c}" for c, v in
+               [("country", COUNTRY), *((f"id_{k}", identifier_alias(k) if k in kinds else "NULL")
+                                        for k in snap.ID_TYPES)]]
+        names = ", ".join(["country", *(f"id_{k}" for k in snap.ID_TYPES)])
+        columns = f"profile_key, {STAGE}, {HELD_OUT}, in_definition, fingerprint, prev_fingerprint, {', '.join(raw)}"
+        wh.execute(f"INSERT INTO {stage} (run_id, member_key, consent_stage, held_out, in_definition, fingerprint, "
+                   f"prev_fingerprint, n, {names}) "
+                   f"WITH s AS MATERIALIZED (SELECT {columns} FROM "
+                   f"({self._stage_query(sync, run).sql(dialect=wh.dialect)}) AS q) "
+                   f"SELECT {rid}, CAST(profile_key AS VARCHAR), {STAGE}, {HELD_OUT}, in_definition, fingerprint, "
+                   f"prev_fingerprint, 1, {names} FROM s WHERE {staged} "
+                   f"UNION ALL SELECT {rid}, NULL, {STAGE}, {HELD_OUT}, in_definition, NULL, "
+                   f"CASE WHEN prev_fingerprint IS NOT NULL THEN '' END, COUNT(*), "
+                   f"{', '.join('NULL' for _ in names.split(', '))} "
+                   f"FROM s WHERE NOT ({staged}) GROUP BY {STAGE}, {HELD_OUT}, in_definition, "
+                   "CASE WHEN prev_fingerprint IS NOT NULL THEN '' END")
         self._renew()
         previous = int(wh.query(f"SELECT COUNT(*) FROM {t('members')} WHERE {self._mine(run)}")[0][0])
+        # members whose profile still exists: those staged, and the unchanged ones summed up
+        seen = int(wh.query(f"SELECT COUNT(DISTINCT member_key) + (SELECT COALESCE(SUM(n), 0) FROM {stage} "
+                            f"WHERE run_id = {rid} AND member_key IS NULL AND prev_fingerprint IS NOT NULL) "
+                            f"FROM {stage} WHERE run_id = {rid} AND prev_fingerprint IS NOT NULL")[0][0])
+        deletions = seen != previous
         full = previous == 0 or sync.mode == "replace"
         funnel = self._funnel(rid)
-        # who is to be added: current members that are new, or whose identifiers changed
-        current = f"s.run_id = {rid} AND s.in_definition AND s.{STAGE} = {PASSES} AND NOT s.{HELD_OUT}"
-        changed = (f"SELECT s.member_key, s.fingerprint FROM {t('stage')} s LEFT JOIN {t('members')} m "
-                   f"ON m.member_key = s.member_key AND {self._mine(run, 'm')} "
-                   f"WHERE {current} AND (m.member_key IS NULL OR m.fingerprint <> s.fingerprint)")
-        invalid = 0 if preview else self._hash_adds(sync, run, changed)
+        changed = f"s.run_id = {rid} AND s.member_key IS NOT NULL AND {_current('s')} AND NOT ({_unchanged('s')})"
+        if preview:  # nothing is hashed: count the changed members instead
+            changes, invalid = int(wh.query(f"SELECT COUNT(*) FROM {stage} s WHERE {changed}")[0][0]), 0
+        else:
+            changes, invalid = self._hash_adds(sync, run, changed)
         self._renew()
         if full and not preview:  # the whole list: unchanged members keep the hashes sent before
             wh.execute(f"INSERT INTO {t('plan_adds')} (run_id, member_key, fingerprint, id_type, hashed) "
                        f"SELECT {rid}, x.member_key, x.fingerprint, x.id_type, x.hashed FROM {t('sent')} x "
-                       f"JOIN {t('stage')} s ON s.member_key = x.member_key AND s.fingerprint = x.fingerprint "
-                       f"JOIN {t('members')} m ON m.member_key = x.member_key AND m.fingerprint = x.fingerprint "
-                       f"AND {self._mine(run, 'm')} "
-                       f"WHERE {current} AND {self._mine(run, 'x')}")
-        self._plan_removes(run, sync.mode, rid)
-        new = int(wh.query(f"SELECT COUNT(*) FROM ({changed}) AS c")[0][0]) - invalid
-        return self._decide(sync, run, full=full, funnel=funnel, invalid=invalid, new=new, previous=previous,
-                            preview=preview)
+                       f"JOIN ({self._staying_unchanged(run, deletions)}) AS m "
+                       f"ON m.member_key = x.member_key AND m.fingerprint = x.fingerprint "
+                       f"WHERE {self._mine(run, 'x')}")
+        self._plan_removes(run, sync.mode, rid, deletions)
+        wh.execute(f"DELETE FROM {stage} WHERE run_id = {rid}")  # scratch: the plan tables say it all now
+        return self._decide(sync, run, full=full, funnel=funnel, invalid=invalid, new=changes - invalid,
+                            previous=previous, preview=preview)
+
+    def _staying_unchanged(self, run: RunRecord, deletions: bool) -> str:
+        """SQL for the (member_key, fingerprint) of members who stay unchanged: in the snapshot,
+        not staged (the stage lists every other one), and with a profile (when some were deleted)."""
+        rid = snap.lit(run.run_id)
+        sql = (f"SELECT m.member_key, m.fingerprint FROM {snap.table('members')} m WHERE {self._mine(run, 'm')} "
+               f"AND NOT EXISTS (SELECT 1 FROM {self._stage} s WHERE s.run_id = {rid} AND s.member_key = m.member_key)")
+        return sql + f" AND {self._profile_exists('m')}" if deletions else sql
+
+    def _profile_exists(self, alias: str) -> str:
+        """SQL: the snapshot row `alias` still has a profile in the warehouse."""
+        catalog = self.project.catalog
+        assert catalog is not None
+        p = PROFILE_ALIAS
+        match = _key_match(col("member_key", alias), col(catalog.profile_key, p), catalog)
+        return exp.Exists(this=exp.select("1").from_(table_ref(catalog.profile, p)).where(match)).sql(
+            dialect=self.wh.dialect)
 
     def _funnel(self, rid: str) -> dict[str, int]:
         from consent_filter.funnel import Funnel
 
-        rows = self.wh.query(f"SELECT {STAGE}, {HELD_OUT}, COUNT(*) FROM {snap.table('stage')} "
+        rows = self.wh.query(f"SELECT {STAGE}, {HELD_OUT}, SUM(n) FROM {self._stage} "
                              f"WHERE run_id = {rid} AND in_definition GROUP BY {STAGE}, {HELD_OUT}")
         return Funnel.from_rows((int(s), bool(h), int(n)) for s, h, n in rows).as_dict()
 
-    def _hash_adds(self, sync: Sync, run: RunRecord, changed_sql: str) -> int:
-        """Hash the identifiers of new/changed members (only those) into plan_adds."""
+    def _hash_adds(self, sync: Sync, run: RunRecord, changed: str) -> tuple[int, int]:
+        """Hash the identifiers of new/changed members (only those) into plan_adds.
+
+        The raw identifiers come from the stage row of the same build, so the hashes always
+        belong to the fingerprint recorded with them. Returns how many members are added and how
+        many of them had no valid identifier left.
+        """
         from exporters.hashing import hash_rows
 
-        catalog, dest = self.project.catalog, sync.destination
-        assert catalog is not None
+        dest = sync.destination
         kinds = list(dest.identifiers)
-        p = PROFILE_ALIAS
-        key_text = exp.cast(col(catalog.profile_key, p), exp.DataType.Type.VARCHAR)
-        country = col(catalog.country_column, p) if catalog.country_column else exp.Null()
-        ids = [col(catalog.identifiers[k], p) if k in catalog.identifiers else exp.Null() for k in kinds]
-        raw = (exp.select(exp.alias_(key_text, "member_key"), exp.alias_(country, COUNTRY),
-                          *[exp.alias_(c, identifier_alias(k)) for c, k in zip(ids, kinds, strict=True)],
-                          exp.alias_(snap.profile_fingerprint(catalog, dest.format, dest.identifiers), "fingerprint"))
-               .from_(table_ref(catalog.profile, p)))
-        raw_sql = raw.sql(dialect=self.wh.dialect)
-        sql = (f"SELECT r.* FROM ({raw_sql}) AS r JOIN ({changed_sql}) AS c "
-               f"ON c.member_key = r.member_key AND c.fingerprint = r.fingerprint ORDER BY r.member_key")
-        invalid = 0
+        sql = (f"SELECT s.member_key, s.fingerprint, s.country, {', '.join(f's.id_{k}' for k in kinds)} "
+               f"FROM {self._stage} s WHERE {changed} ORDER BY s.member_key")
+        invalid = changes = 0
 
         def rows() -> Iterator[tuple[str, str, str, str, str]]:
-            nonlocal invalid
+            nonlocal invalid, changes
             rid = run.run_id
             for batch in self.wh.stream(sql, HASH_BATCH):
-                inputs = [(*r[2:2 + len(kinds)], r[1]) for r in batch]
+                changes += len(batch)
+                inputs = [(*r[3:], r[2]) for r in batch]
                 for r, hashed in zip(batch, hash_rows(dest.format, kinds, inputs), strict=True):
                     values = [(k, h) for k, h in zip(kinds, hashed, strict=True) if h is not None]
                     if not values:
                         invalid += 1
                     for kind, value in values:
-                        yield (rid, r[0], r[-1], kind, value)
+                        yield (rid, r[0], r[1], kind, value)
 
-        self.wh.bulk_insert(snap.table("plan_adds"), ["run_id", "member_key", "fingerprint", "id_type", "hashed"], rows())
-        return invalid
+        columns = ["run_id", "member_key", "fingerprint", "id_type", "hashed"]
+        self.wh.bulk_insert(snap.table("plan_adds"), columns, rows())
+        return changes, invalid
 
-    def _plan_removes(self, run: RunRecord, mode: str, rid: str) -> None:
-        """Every sent tuple that should leave, with why; forced reasons go out in every mode."""
-        reason = (f"CASE WHEN s.member_key IS NULL THEN 'deleted' "
-                  f"WHEN s.{STAGE} = {SUPPRESSED} THEN 'suppressed' WHEN s.{STAGE} = {UNDER_AGE} THEN 'under_age' "
+    def _plan_removes(self, run: RunRecord, mode: str, rid: str, deletions: bool) -> None:
+        """Every sent tuple that should leave, with why, and its hashes; forced reasons go out in
+        every mode.
+
+        Candidates come from the stage (only members whose state changed are staged), so the
+        members who stay cost no join with `sent`: only the few who left or changed are looked up
+        there. Two rarer cases are added when they can occur: profiles deleted from the
+        warehouse (the stage then accounts for fewer members than the snapshot holds), and older
+        tuples that an additive run kept for members who stay.
+        """
+        t, stage, current = snap.table, self._stage, _current("s")
+        reason = (f"CASE WHEN s.{STAGE} = {SUPPRESSED} THEN 'suppressed' WHEN s.{STAGE} = {UNDER_AGE} THEN 'under_age' "
                   f"WHEN s.{STAGE} = {NO_PERMISSION} THEN 'no_permission' "
                   f"WHEN NOT s.in_definition THEN 'left' WHEN s.{HELD_OUT} THEN 'held_out' "
                   f"WHEN s.{STAGE} <> {PASSES} THEN 'no_identifier' ELSE 'changed' END")
-        forced = "(" + " OR ".join(f"reason = {snap.lit(r)}" for r in snap.FORCED_REASONS) + ")"
-        keep_current = (f"NOT (s.member_key IS NOT NULL AND s.fingerprint = t.fingerprint AND s.in_definition "
-                        f"AND s.{STAGE} = {PASSES} AND NOT s.{HELD_OUT})")
+        # (member, why, the fingerprint it keeps if it stays)
+        parts = [f"SELECT s.member_key, {reason} AS reason, CASE WHEN {current} THEN s.fingerprint END AS keep "
+                 f"FROM {stage} s WHERE s.run_id = {rid} AND s.member_key IS NOT NULL "
+                 "AND s.prev_fingerprint IS NOT NULL"]
+        if deletions:
+            parts.append(f"SELECT m.member_key, 'deleted' AS reason, CAST(NULL AS VARCHAR) AS keep "
+                         f"FROM {t('members')} m WHERE {self._mine(run, 'm')} AND NOT {self._profile_exists('m')}")
+        if mode != "additive" and self._additive_tuples_may_remain(run):
+            parts.append(f"SELECT u.member_key, 'changed' AS reason, u.fingerprint AS keep "
+                         f"FROM ({self._staying_unchanged(run, deletions)}) AS u")
+        leaving = " UNION ALL ".join(parts)
+        forced = "(" + " OR ".join(f"c.reason = {snap.lit(r)}" for r in snap.FORCED_REASONS) + ")"
+        only_forced = "" if mode != "additive" else f" AND {forced}"  # additive keeps the rest
         self.wh.execute(
-            f"INSERT INTO {snap.table('plan_removes')} (run_id, member_key, fingerprint, forced, reason, shared) "
-            f"SELECT {rid}, member_key, fingerprint, {forced}, reason, FALSE FROM ("
-            f"SELECT DISTINCT t.member_key, t.fingerprint, {reason} AS reason FROM {snap.table('sent')} t "
-            f"LEFT JOIN {snap.table('stage')} s ON s.member_key = t.member_key AND s.run_id = {rid} "
-            f"WHERE {self._mine(run, 't')} AND {keep_current}) AS x")
-        if mode == "additive":  # additive keeps departures and old tuples, except forced ones
-            self.wh.execute(f"DELETE FROM {snap.table('plan_removes')} WHERE run_id = {rid} AND NOT forced")
+            f"INSERT INTO {t('plan_remove_rows')} (run_id, member_key, fingerprint, id_type, hashed) "
+            f"SELECT {rid}, x.member_key, x.fingerprint, x.id_type, x.hashed FROM {t('sent')} x "
+            f"JOIN ({leaving}) AS c ON c.member_key = x.member_key "
+            f"WHERE {self._mine(run, 'x')} AND (c.keep IS NULL OR x.fingerprint <> c.keep){only_forced}")
+        self.wh.execute(
+            f"INSERT INTO {t('plan_removes')} (run_id, member_key, fingerprint, forced, reason, shared) "
+            f"SELECT DISTINCT {rid}, x.member_key, x.fingerprint, {forced}, c.reason, FALSE "
+            f"FROM {t('plan_remove_rows')} x JOIN ({leaving}) AS c ON c.member_key = x.member_key "
+            f"WHERE x.run_id = {rid} AND (c.keep IS NULL OR x.fingerprint <> c.keep)")
+
+    def _additive_tuples_may_remain(self, run: RunRecord) -> bool:
+        """True when the last successful run of this sync was additive: it may have kept the
+        old tuples of members whose identifiers changed, which a mirror run must now remove."""
+        last = next((r for r in self.store.runs_of_sync(run.audience, run.destination)
+                     if r.state == SUCCEEDED and r.run_id != run.run_id), None)
+        return last is not None and last.mode == "additive"
 
     def _decide(self, sync: Sync, run: RunRecord, *, full: bool, funnel: dict[str, int], invalid: int, new: int,
                 previous: int, preview: bool) -> dict[str, Any]:
@@ -350,7 +426,7 @@ class RunEngine:
         full = full and send_adds
         if full:  # a full list replaces: departures are implicit
             send_removes = "none"
-        if send_removes != "none" and not preview:
+        if send_removes != "none" and not preview and (forced if send_removes == "forced" else removes):
             self._mark_shared(run, dest.identifiers, send_adds=send_adds, only_forced=send_removes == "forced")
         removes_sent = 0 if send_removes == "none" else count(
             f"SELECT COUNT(*) FROM {t('plan_removes')} WHERE run_id = {rid} AND NOT shared"
@@ -379,31 +455,43 @@ class RunEngine:
 
         After this run the destination holds: every sent tuple not removed now, plus this run's
         adds. A removal whose signature equals one of those must not be sent (the receiver would
-        drop the member who stays). Only rows sharing a hashed value with a removal are grouped,
-        so this costs little however large the audience.
+        drop the member who stays). Only rows sharing a hashed value with a removal are looked
+        at (equi-joins on the hash), so this costs little however large the audience.
         """
         t, rid = snap.table, snap.lit(run.run_id)
         sel = f"r.run_id = {rid}" + (" AND r.forced" if only_forced else "")
-        removed = (f"SELECT t.member_key, t.fingerprint, t.id_type, t.hashed FROM {t('sent')} t "
-                   f"JOIN {t('plan_removes')} r ON r.member_key = t.member_key AND r.fingerprint = t.fingerprint "
-                   f"AND {sel} WHERE {self._mine(run, 't')}")
-        values = f"SELECT id_type, hashed FROM ({removed}) AS v"
-        staying = (f"SELECT t.member_key, t.fingerprint, t.id_type, t.hashed FROM {t('sent')} t "
-                   f"WHERE {self._mine(run, 't')} AND NOT EXISTS (SELECT 1 FROM {t('plan_removes')} r "
-                   f"WHERE {sel} AND r.member_key = t.member_key AND r.fingerprint = t.fingerprint)")
-        if send_adds:
-            staying += (f" UNION ALL SELECT member_key, fingerprint, id_type, hashed FROM {t('plan_adds')} "
-                        f"WHERE run_id = {rid}")
-        near = (f"SELECT a.member_key, a.fingerprint FROM ({staying}) AS a "
-                f"WHERE (a.id_type, a.hashed) IN ({values})")
+        removed = (f"SELECT x.member_key, x.fingerprint, x.id_type, x.hashed FROM {t('plan_remove_rows')} x "
+                   f"JOIN {t('plan_removes')} r ON r.member_key = x.member_key AND r.fingerprint = x.fingerprint "
+                   f"AND {sel} WHERE x.run_id = {rid}")
+        values = f"SELECT DISTINCT id_type, hashed FROM ({removed}) AS v"
+        near = (f"SELECT DISTINCT x.member_key, x.fingerprint FROM {t('sent')} x JOIN ({values}) AS v "
+                f"ON v.hashed = x.hashed AND v.id_type = x.id_type WHERE {self._mine(run, 'x')}")
+        staying = (f"SELECT x.member_key, x.fingerprint, x.id_type, x.hashed FROM {t('sent')} x "
+                   f"JOIN ({near}) AS k ON k.member_key = x.member_key AND k.fingerprint = x.fingerprint "
+                   f"WHERE {self._mine(run, 'x')} AND NOT EXISTS (SELECT 1 FROM {t('plan_removes')} r "
+                   f"WHERE {sel} AND r.member_key = x.member_key AND r.fingerprint = x.fingerprint)")
+        added = (f"SELECT DISTINCT a.member_key, a.fingerprint FROM {t('plan_adds')} a JOIN ({values}) AS v "
+                 f"ON v.hashed = a.hashed AND v.id_type = a.id_type WHERE a.run_id = {rid}") if send_adds else None
+        # Nearly always no other row shares a hashed value with a removal: a cheap count settles it.
+        others = (f"SELECT COUNT(*) FROM ({near}) AS k WHERE NOT EXISTS (SELECT 1 FROM {t('plan_removes')} r "
+                  f"WHERE {sel} AND r.member_key = k.member_key AND r.fingerprint = k.fingerprint)")
+        if added:
+            others += f" UNION ALL SELECT COUNT(*) FROM ({added}) AS k"
+        if not any(int(n) for (n,) in self.wh.query(others)):
+            return
+        if added:
+            staying += (f" UNION ALL SELECT a.member_key, a.fingerprint, a.id_type, a.hashed FROM {t('plan_adds')} a "
+                        f"JOIN ({added}) AS k ON k.member_key = a.member_key AND k.fingerprint = a.fingerprint "
+                        f"WHERE a.run_id = {rid}")
         after = (f"SELECT {snap.signature(kinds, 'a')} AS sig FROM ({staying}) AS a "
-                 f"WHERE (a.member_key, a.fingerprint) IN ({near}) GROUP BY a.member_key, a.fingerprint")
+                 "GROUP BY a.member_key, a.fingerprint")
         gone = (f"SELECT g.member_key, g.fingerprint, {snap.signature(kinds, 'g')} AS sig FROM ({removed}) AS g "
-                f"GROUP BY g.member_key, g.fingerprint")
+                "GROUP BY g.member_key, g.fingerprint")
         self.wh.execute(
-            f"UPDATE {t('plan_removes')} SET shared = TRUE WHERE run_id = {rid}" + (" AND forced" if only_forced else "")
+            f"UPDATE {t('plan_removes')} SET shared = TRUE WHERE run_id = {rid}"
+            + (" AND forced" if only_forced else "")
             + f" AND (member_key, fingerprint) IN (SELECT c.member_key, c.fingerprint FROM ({gone}) AS c "
-            f"WHERE c.sig IN ({after}))")
+            f"JOIN ({after}) AS f ON f.sig = c.sig)")
 
     # ---- export ---------------------------------------------------------------------------------
     def _export(self, sync: Sync, run: RunRecord, decision: dict[str, Any]) -> dict[str, Any]:
@@ -424,9 +512,9 @@ class RunEngine:
             if send_removes == "none":
                 return
             only_forced = " AND r.forced" if send_removes == "forced" else ""
-            source = (f"(SELECT x.* FROM {t('sent')} x JOIN {t('plan_removes')} r "
+            source = (f"(SELECT x.* FROM {t('plan_remove_rows')} x JOIN {t('plan_removes')} r "
                       f"ON r.member_key = x.member_key AND r.fingerprint = x.fingerprint AND r.run_id = {rid} "
-                      f"AND NOT r.shared{only_forced} WHERE {self._mine(run, 'x')}) AS rs")
+                      f"AND NOT r.shared{only_forced} WHERE x.run_id = {rid}) AS rs")
             for row in snap.iter_rows(wh, snap.pivot(source, "1 = 1", kinds)):
                 yield row[2:]
 
@@ -447,27 +535,26 @@ class RunEngine:
         mine = self._mine(run)
         project, audience, destination = (snap.lit(v) for v in (self.project.config.name, run.audience,
                                                                  run.destination))
-        statements: list[str] = []
-        # shared removals too: that member no longer holds the tuple (another one does)
-        removed = f"SELECT member_key, fingerprint FROM {t('plan_removes')} WHERE run_id = {rid}"
-        if decision["send_removes"] == "forced":
-            removed += " AND forced"
-        if decision["full"]:  # the destination now holds exactly the list: drop every other tuple
-            removed = (f"SELECT member_key, fingerprint FROM {t('sent')} WHERE {mine} EXCEPT "
-                       f"SELECT member_key, fingerprint FROM {t('plan_adds')} WHERE run_id = {rid}")
-        if decision["send_removes"] != "none" or decision["full"]:
+        added = f"SELECT DISTINCT member_key, fingerprint FROM {t('plan_adds')} WHERE run_id = {rid}"
+        adds = decision["send_adds"] or decision["full"]
+        if decision["full"]:  # the destination now holds exactly the list
+            statements = [f"DELETE FROM {t('sent')} WHERE {mine}", f"DELETE FROM {t('members')} WHERE {mine}"]
+        else:  # one pass over each table: the tuples removed (shared ones too: this member no
+            # longer holds them) and those about to be inserted again
+            removed = f"SELECT member_key, fingerprint FROM {t('plan_removes')} WHERE run_id = {rid}" + (
+                " AND forced" if decision["send_removes"] == "forced" else "")
+            parts = [q for q, on in ((removed, decision["send_removes"] != "none"), (added, adds)) if on]
+            gone = " UNION ".join(f"SELECT member_key, fingerprint FROM ({q}) AS g{i}" for i, q in enumerate(parts))
+            statements = [
+                f"DELETE FROM {t('sent')} WHERE {mine} AND (member_key, fingerprint) IN ({gone})",
+                f"DELETE FROM {t('members')} WHERE {mine} AND ((member_key, fingerprint) IN ({gone})"
+                + (f" OR member_key IN (SELECT member_key FROM ({added}) AS a))" if adds else ")"),
+            ] if parts else []
+        if adds:
             statements += [
-                f"DELETE FROM {t('sent')} WHERE {mine} AND (member_key, fingerprint) IN ({removed})",
-                f"DELETE FROM {t('members')} WHERE {mine} AND (member_key, fingerprint) IN ({removed})",
-            ]
-        if decision["send_adds"] or decision["full"]:
-            added = f"SELECT DISTINCT member_key, fingerprint FROM {t('plan_adds')} WHERE run_id = {rid}"
-            statements += [
-                f"DELETE FROM {t('sent')} WHERE {mine} AND (member_key, fingerprint) IN ({added})",
                 f"INSERT INTO {t('sent')} (project, audience, destination, member_key, fingerprint, id_type, hashed) "
                 f"SELECT {project}, {audience}, {destination}, member_key, fingerprint, id_type, hashed "
                 f"FROM {t('plan_adds')} WHERE run_id = {rid}",
-                f"DELETE FROM {t('members')} WHERE {mine} AND member_key IN (SELECT member_key FROM ({added}) AS a)",
                 f"INSERT INTO {t('members')} (project, audience, destination, member_key, fingerprint) "
                 f"SELECT {project}, {audience}, {destination}, member_key, fingerprint FROM ({added}) AS a",
             ]
@@ -475,7 +562,31 @@ class RunEngine:
             self.wh.transaction(statements)
 
 
-def _tbl(name: str):  # noqa: ANN202
+def _current(alias: str) -> str:
+    """SQL over stage rows: the profile is to be at the destination after this run."""
+    a = f"{alias}." if alias else ""
+    return f"{a}in_definition AND {a}{STAGE} = {PASSES} AND NOT {a}{HELD_OUT}"
+
+
+def _unchanged(alias: str) -> str:
+    """SQL over stage rows (never NULL): current, and already there with these identifiers."""
+    a = f"{alias}." if alias else ""
+    return f"{_current(alias)} AND {a}prev_fingerprint IS NOT NULL AND {a}prev_fingerprint = {a}fingerprint"
+
+
+_INTEGER_TYPES = ("tinyint", "smallint", "int2", "integer", "int", "int4", "bigint", "int8")
+
+
+def _key_match(member_key: exp.Expression, key: exp.Column, catalog: Any) -> exp.Expression:
+    """member_key (text) = the profile key: joined on integers when the key is an integer type,
+    which is much faster than casting every profile's key to text."""
+    column = catalog.profile.columns.get(catalog.profile_key)
+    if column is not None and column.raw_type.strip().lower() in _INTEGER_TYPES:
+        return exp.EQ(this=exp.cast(member_key, exp.DataType.Type.BIGINT), expression=key.copy())
+    return exp.EQ(this=member_key, expression=exp.cast(key.copy(), exp.DataType.Type.VARCHAR))
+
+
+def _tbl(name: str):
     from dsl.catalog import Table
 
     return Table(snap.table(name), {})

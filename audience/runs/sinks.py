@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from audience.config import DestinationConfig, ProjectConfig
 from audience.errors import OperationalError
+from audience.runs.testhook import pause_point
 
 Rows = Callable[[], Iterator[Sequence[str | None]]]
 
@@ -21,7 +22,7 @@ Rows = Callable[[], Iterator[Sequence[str | None]]]
 class ExportPlan:
     run_id: str
     audience: str
-    mode: str  # mirror | additive | replace
+    mode: str  # how the receiver applies this run: mirror | additive | replace (full only)
     full: bool  # members-* / a REPLACE upload: the whole list
     columns: tuple[str, ...]
     adds: Rows  # hashed rows to add (the whole list when full)
@@ -86,7 +87,8 @@ class DropSink:
                     sent += info.rows
                     checkpoints.progress(sent)
             if not writer.parts:
-                info = writer.write_part("members" if plan.full else "adds", 0, [])
+                writer.write_part("members" if plan.full else "adds", 0, [])
+            pause_point("commit")
             key = writer.write_manifest(plan.manifest)
         except ExportStoreError as err:
             raise OperationalError(f"destination {self.dest.name}: {err}") from None
@@ -100,7 +102,7 @@ class GrpcSink:
         self.dest = dest
         self.config = config
 
-    def _client(self):  # noqa: ANN202
+    def _client(self):
         from exporters.grpc_ingest.client import IngestClient
 
         token = os.environ.get(self.dest.token_env, "") if self.dest.token_env else ""
@@ -116,6 +118,8 @@ class GrpcSink:
         from exporters.grpc_ingest.model import Mode
 
         mode = Mode.REPLACE if plan.full else Mode(plan.mode)
+        if mode is Mode.REPLACE and not plan.full:  # a replace without the whole list would empty the segment
+            raise OperationalError(f"destination {self.dest.name}: a partial upload cannot use REPLACE")
         try:
             with self._client() as client:
                 upload = client.open_upload(plan.audience, plan.run_id, mode=mode, format=self.dest_format,
@@ -135,6 +139,7 @@ class GrpcSink:
                         client.send_batch(upload.name, seq, adds, removes)
                         checkpoints.mark(step, {"rows": len(batch), "kind": kind})
                         checkpoints.progress(sent)
+                pause_point("commit")
                 final = client.commit(upload.name, last_seq=seq)
         except IngestError as err:
             raise OperationalError(f"destination {self.dest.name}: {err}") from None

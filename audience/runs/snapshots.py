@@ -7,13 +7,35 @@ whole audience over the wire to compute a 1% change. This is how Hightouch and C
 syncs too. The state database keeps the small things: runs, checkpoints, leases.
 
 Tables (all keys as text, so any key type works):
-  members(audience, destination, member_key, fingerprint)       current tuple per member
-  sent(audience, destination, member_key, fingerprint, id_type, hashed)   every tuple sent
-  stage(run_id, member_key, consent_stage, held_out, in_definition, fingerprint)
+  members(project, audience, destination, member_key, fingerprint)   current tuple per member
+  sent(project, audience, destination, member_key, fingerprint, id_type, hashed)   every tuple sent
+  stage(run_id, member_key, consent_stage, held_out, in_definition, fingerprint, prev_fingerprint, n,
+        country, id_<type>...)   scratch, see below
   plan_adds(run_id, member_key, fingerprint, id_type, hashed)
-  plan_removes(run_id, member_key, fingerprint, forced, reason)
+  plan_removes(run_id, member_key, fingerprint, forced, reason, shared)   one row per tuple to remove
+  plan_remove_rows(run_id, member_key, fingerprint, id_type, hashed)   its hashes, as sent before
 The fingerprint is an MD5 of the destination's format, identifier types, the profile's country
 and its raw identifiers: it tells that a member's identifiers changed without storing them.
+
+A sync is keyed by (project, audience, destination): one warehouse (a PostgreSQL database)
+often serves several projects, whose audience names need not differ. `shared` marks a removal
+whose hashed tuple stays at the destination through another row (two profiles sharing an
+email, or a raw change that normalizes to the same hashes): the destination identifies members
+by their hashed identifiers only, so sending that removal would drop someone who stays.
+
+`stage` holds one row per member whose state at the destination must change (to add: new or
+changed identifiers; to remove: sent before and now leaving, failing consent or changed), with
+the fingerprint last sent, and for members to add their raw identifiers (read in the pass that
+computed their fingerprint, so the hashes always match it). Everyone else (members who stay
+unchanged, nearly all of them run after run, and profiles never sent that still may not be) is
+summed up in summary rows (member_key NULL, counted in `n` per consent stage; a
+`prev_fingerprint` of '' marks the summary of members sent before), which the consent funnel
+needs. So a 1% change stores 1% of the audience. It is scratch: it lives only while a plan is
+built, and a build that dies is redone from the start, so it need not survive a crash. On
+DuckDB it sits in an in-memory database attached to the warehouse connection
+(`audience_scratch`, shared by its cursors); on PostgreSQL it is UNLOGGED. Its rows are deleted
+as soon as the plan tables are written. Writing a million durable stage rows per run, only to
+delete them, was the largest cost of an incremental run.
 """
 
 from __future__ import annotations
@@ -27,15 +49,33 @@ from audience.warehouse import Warehouse
 from dsl.compiler import PROFILE_ALIAS, col
 
 SCHEMA = "audience_state"
+SCRATCH = "audience_scratch"
+# Identifier types (config.IDENTIFIER_TYPES), raw in the stage for members to add only.
+ID_TYPES = ("email", "phone", "maid", "external_id")
+STAGE_COLUMNS = ("run_id VARCHAR, member_key VARCHAR, consent_stage INTEGER, held_out BOOLEAN, "
+                 "in_definition BOOLEAN, fingerprint VARCHAR, prev_fingerprint VARCHAR, n INTEGER, country VARCHAR, "
+                 + ", ".join(f"id_{k} VARCHAR" for k in ID_TYPES))
 TABLES = {
-    "members": "audience VARCHAR, destination VARCHAR, member_key VARCHAR, fingerprint VARCHAR",
-    "sent": "audience VARCHAR, destination VARCHAR, member_key VARCHAR, fingerprint VARCHAR, "
+    "members": "project VARCHAR, audience VARCHAR, destination VARCHAR, member_key VARCHAR, fingerprint VARCHAR",
+    "sent": "project VARCHAR, audience VARCHAR, destination VARCHAR, member_key VARCHAR, fingerprint VARCHAR, "
             "id_type VARCHAR, hashed VARCHAR",
-    "stage": "run_id VARCHAR, member_key VARCHAR, consent_stage INTEGER, held_out BOOLEAN, "
-             "in_definition BOOLEAN, fingerprint VARCHAR",
     "plan_adds": "run_id VARCHAR, member_key VARCHAR, fingerprint VARCHAR, id_type VARCHAR, hashed VARCHAR",
-    "plan_removes": "run_id VARCHAR, member_key VARCHAR, fingerprint VARCHAR, forced BOOLEAN, reason VARCHAR",
+    "plan_removes": "run_id VARCHAR, member_key VARCHAR, fingerprint VARCHAR, forced BOOLEAN, reason VARCHAR, "
+                    "shared BOOLEAN",
+    "plan_remove_rows": "run_id VARCHAR, member_key VARCHAR, fingerprint VARCHAR, id_type VARCHAR, hashed VARCHAR",
 }
+# PostgreSQL only: lookups by sync and by run. DuckDB does not use indexes for joins, and
+# they would slow its bulk inserts and deletes.
+INDEXES = {
+    "members": ("project", "audience", "destination", "member_key"),
+    "sent": ("project", "audience", "destination", "member_key"),
+    "stage": ("run_id", "member_key"),
+    "plan_adds": ("run_id", "member_key"),
+    "plan_removes": ("run_id", "member_key"),
+    "plan_remove_rows": ("run_id", "member_key"),
+}
+# Any constant: serializes concurrent CREATE ... IF NOT EXISTS, which PostgreSQL does not.
+_PG_DDL_LOCK = 7_201_115_001
 # Why a member leaves, and whether the removal is sent in every mode (consent.md, dsl.md).
 FORCED_REASONS = ("deleted", "suppressed", "under_age", "no_permission", "held_out")
 
@@ -44,15 +84,50 @@ def table(name: str) -> str:
     return f"{SCHEMA}.{name}"
 
 
+def stage_table(dialect: str) -> str:
+    return f"{SCRATCH}.stage" if dialect == "duckdb" else table("stage")
+
+
 def lit(value: str) -> str:
     """A SQL string literal, quoted by sqlglot (values here are our own names and ids)."""
     return exp.Literal.string(value).sql()
 
 
+def _columns(spec: str) -> list[tuple[str, str]]:
+    return [(name, kind) for name, kind in (part.strip().split(" ", 1) for part in spec.split(","))]
+
+
 def ensure_schema(wh: Warehouse) -> None:
-    wh.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    for name, columns in TABLES.items():
-        wh.execute(f"CREATE TABLE IF NOT EXISTS {table(name)} ({columns})")
+    """Create the schema, tables and columns that are missing; safe when several workers start
+    at the same time, and when an older version created the tables with fewer columns.
+
+    Changes are additive only (`ADD COLUMN IF NOT EXISTS`), so a worker that races another
+    never undoes its work. PostgreSQL's `CREATE ... IF NOT EXISTS` is not safe under concurrency
+    (two sessions can both see "missing" and one fails on a catalog unique index), so the
+    statements run in one transaction under an advisory lock there. DuckDB allows one writing
+    process per file.
+    """
+    if wh.dialect == "duckdb":
+        wh.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {SCRATCH}")
+        wh.execute(f"CREATE TABLE IF NOT EXISTS {stage_table(wh.dialect)} ({STAGE_COLUMNS})")
+    wanted = {**TABLES, **({} if wh.dialect == "duckdb" else {"stage": STAGE_COLUMNS})}
+    have: dict[str, set[str]] = {}
+    for name, column in wh.query("SELECT table_name, column_name FROM information_schema.columns "
+                                 f"WHERE table_schema = {lit(SCHEMA)}"):
+        have.setdefault(name, set()).add(column)
+    if all({c for c, _ in _columns(spec)} <= have.get(name, set()) for name, spec in wanted.items()):
+        return
+    statements = [f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"]
+    for name, spec in wanted.items():
+        unlogged = "UNLOGGED " if name == "stage" else ""
+        statements.append(f"CREATE {unlogged}TABLE IF NOT EXISTS {table(name)} ({spec})")
+        statements += [f"ALTER TABLE {table(name)} ADD COLUMN IF NOT EXISTS {column} {kind}"
+                       for column, kind in _columns(spec) if name in have and column not in have[name]]
+    if wh.dialect == "postgres":
+        statements.insert(0, f"SELECT pg_advisory_xact_lock({_PG_DDL_LOCK})")
+        statements += [f"CREATE INDEX IF NOT EXISTS {name}_lookup ON {table(name)} ({', '.join(cols)})"
+                       for name, cols in INDEXES.items()]
+    wh.transaction(statements)
 
 
 def fingerprint(fmt: str, kinds: Sequence[str], country: exp.Expression | None,
@@ -73,14 +148,26 @@ def profile_fingerprint(catalog: Any, fmt: str, kinds: Sequence[str]) -> exp.Exp
     return fingerprint(fmt, kinds, country, ids)
 
 
-def sync_filter(audience: str, destination: str, alias: str = "") -> str:
+def sync_filter(project: str, audience: str, destination: str, alias: str = "") -> str:
     prefix = f"{alias}." if alias else ""
-    return f"{prefix}audience = {lit(audience)} AND {prefix}destination = {lit(destination)}"
+    return (f"{prefix}project = {lit(project)} AND {prefix}audience = {lit(audience)} "
+            f"AND {prefix}destination = {lit(destination)}")
+
+
+def signature(kinds: Sequence[str], alias: str = "") -> str:
+    """One text per (member, tuple) group: the destination's identity of that member.
+
+    Receivers key a member by its hashed identifiers, so two rows with the same signature are
+    one member there. Hashes never contain `|` (hex, base64, lowercase MAIDs).
+    """
+    prefix = f"{alias}." if alias else ""
+    parts = [f"COALESCE(MAX(CASE WHEN {prefix}id_type = {lit(k)} THEN {prefix}hashed END), '')" for k in kinds]
+    return "CONCAT(" + ", '|', ".join(parts) + ")" if len(parts) > 1 else parts[0]
 
 
 def clear_run(wh: Warehouse, run_id: str) -> None:
-    for name in ("stage", "plan_adds", "plan_removes"):
-        wh.execute(f"DELETE FROM {table(name)} WHERE run_id = {lit(run_id)}")
+    for name in (stage_table(wh.dialect), table("plan_adds"), table("plan_removes"), table("plan_remove_rows")):
+        wh.execute(f"DELETE FROM {name} WHERE run_id = {lit(run_id)}")
 
 
 def pivot(source: str, where: str, kinds: Sequence[str], order: bool = True) -> str:

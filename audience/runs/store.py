@@ -41,6 +41,15 @@ _RUN_COLUMNS = ("run_id", "audience", "destination", "mode", "state", "as_of", "
                 "content_hash", "git_commit", "full_upload", "force")
 
 
+_PG_DDL_LOCK = 7_201_115_002  # any constant, distinct from the warehouse snapshot's lock
+
+
+def _first_search_path_schema(cur: Any) -> str | None:
+    cur.execute("SHOW search_path")
+    first = cur.fetchone()[0].split(",")[0].strip().strip('"')
+    return first if first and first != "$user" and '"' not in first else None
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -84,7 +93,24 @@ class StateStore:
             self.kind = "postgres"
         else:
             raise UserError(f'[state] url "{url.split(":", 1)[0]}:..." is not supported; use sqlite:///path or postgresql://...')
+        self._create_tables()
+
+    def _create_tables(self) -> None:
+        """Create the tables once, in the first schema of PostgreSQL's search_path.
+
+        On PostgreSQL, concurrent `CREATE TABLE IF NOT EXISTS` can fail on a catalog unique
+        index, so workers starting together take an advisory lock first; a search_path schema
+        named in the URL (`?options=-csearch_path%3Dname`) is created when missing, instead of
+        failing with "no schema has been selected to create in".
+        """
         with self._tx() as cur:
+            if self.kind == "postgres":
+                cur.execute(f"SELECT pg_advisory_xact_lock({_PG_DDL_LOCK})")
+                cur.execute("SELECT current_schema()")
+                if cur.fetchone()[0] is None:
+                    schema = _first_search_path_schema(cur)
+                    if schema:
+                        cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             for stmt in SCHEMA:
                 cur.execute(stmt)
 
@@ -134,7 +160,8 @@ class StateStore:
     # ---- runs -----------------------------------------------------------------------------------
     def create_run(self, run: RunRecord) -> None:
         with self._tx() as cur:
-            cur.execute(f"INSERT INTO audience_runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})",
+            marks = ", ".join("?" * len(_RUN_COLUMNS))
+            cur.execute(f"INSERT INTO audience_runs ({', '.join(_RUN_COLUMNS)}) VALUES ({marks})",
                         self._run_values(run))
 
     def save_run(self, run: RunRecord) -> None:
@@ -172,7 +199,8 @@ class StateStore:
 
     def list_runs(self, *, audience: str | None = None, limit: int = 50, offset: int = 0) -> list[RunRecord]:
         where, params = ("WHERE audience = ?", [audience]) if audience else ("", [])
-        return self._select_runs(where, [*params, limit, offset], "ORDER BY created_at DESC, run_id DESC LIMIT ? OFFSET ?")
+        return self._select_runs(where, [*params, limit, offset],
+                                 "ORDER BY created_at DESC, run_id DESC LIMIT ? OFFSET ?")
 
     def runs_of_sync(self, audience: str, destination: str) -> list[RunRecord]:
         return self._select_runs("WHERE audience = ? AND destination = ?", [audience, destination],
