@@ -58,6 +58,9 @@ class Sync:
     audience: ast.Audience
     destination: DestinationConfig
     mode: str
+    # Set when the definition now reaches sensitive data (E3xx): the run then removes every
+    # member it exported, in every mode (dsl.md: such removals are always sent).
+    withdraw: str | None = None
 
 
 def find_sync(project: Project, audience: str, destination: str | None) -> list[Sync]:
@@ -215,8 +218,9 @@ class RunEngine:
         assert catalog is not None
         dest = sync.destination
         key = col(catalog.profile_key, PROFILE_ALIAS)
-        condition = exp.and_(exp.Not(this=exp.Is(this=key.copy(), expression=exp.Null())),
-                             predicate(sync.audience.where, CompileContext(catalog, project.audiences, run.as_of)))
+        where = exp.false() if sync.withdraw else \
+            predicate(sync.audience.where, CompileContext(catalog, project.audiences, run.as_of))
+        condition = exp.and_(exp.Not(this=exp.Is(this=key.copy(), expression=exp.Null())), where)
         previous = (exp.select(exp.alias_(col("member_key", "m"), "k"), exp.alias_(col("fingerprint", "m"), "f"))
                     .from_(table_ref(_tbl("members"), "m")).where(self._mine(run, "m")))
         base = exp.select(exp.alias_(key.copy(), "profile_key")).from_(table_ref(catalog.profile, PROFILE_ALIAS))
@@ -295,7 +299,7 @@ class RunEngine:
                        f"JOIN ({self._staying_unchanged(run, deletions)}) AS m "
                        f"ON m.member_key = x.member_key AND m.fingerprint = x.fingerprint "
                        f"WHERE {self._mine(run, 'x')}")
-        self._plan_removes(run, sync.mode, rid, deletions)
+        self._plan_removes(run, sync.mode, rid, deletions, withdraw=bool(sync.withdraw))
         wh.execute(f"DELETE FROM {stage} WHERE run_id = {rid}")  # scratch: the plan tables say it all now
         return self._decide(sync, run, full=full, funnel=funnel, invalid=invalid, new=changes - invalid,
                             previous=previous, preview=preview)
@@ -356,7 +360,7 @@ class RunEngine:
         self.wh.bulk_insert(snap.table("plan_adds"), columns, rows())
         return changes, invalid
 
-    def _plan_removes(self, run: RunRecord, mode: str, rid: str, deletions: bool) -> None:
+    def _plan_removes(self, run: RunRecord, mode: str, rid: str, deletions: bool, *, withdraw: bool = False) -> None:
         """Every sent tuple that should leave, with why, and its hashes; forced reasons go out in
         every mode.
 
@@ -369,7 +373,8 @@ class RunEngine:
         t, stage, current = snap.table, self._stage, _current("s")
         reason = (f"CASE WHEN s.{STAGE} = {SUPPRESSED} THEN 'suppressed' WHEN s.{STAGE} = {UNDER_AGE} THEN 'under_age' "
                   f"WHEN s.{STAGE} = {NO_PERMISSION} THEN 'no_permission' "
-                  f"WHEN NOT s.in_definition THEN 'left' WHEN s.{HELD_OUT} THEN 'held_out' "
+                  f"WHEN NOT s.in_definition THEN '{'sensitive' if withdraw else 'left'}' "
+                  f"WHEN s.{HELD_OUT} THEN 'held_out' "
                   f"WHEN s.{STAGE} <> {PASSES} THEN 'no_identifier' ELSE 'changed' END")
         # (member, why, the fingerprint it keeps if it stays)
         parts = [f"SELECT s.member_key, {reason} AS reason, CASE WHEN {current} THEN s.fingerprint END AS keep "
@@ -433,7 +438,10 @@ class RunEngine:
             + (" AND forced" if send_removes == "forced" else ""))
         adds_sent = members if full else (new if send_adds else 0)
         error = None
-        if too_small:
+        if sync.withdraw:
+            error = (f"audience {run.audience} now uses sensitive data ({sync.withdraw}); nothing was added and "
+                     f"every member exported to {dest.name} was removed")
+        elif too_small:
             error = (f"audience {run.audience} is too small for {dest.name}: fewer than {dest.min_size} profiles "
                      f"remain after consent and holdout (min_size); nothing was added"
                      + (f"; {removes_sent} removals were sent" if removes_sent else ""))

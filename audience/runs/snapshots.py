@@ -77,7 +77,7 @@ INDEXES = {
 # Any constant: serializes concurrent CREATE ... IF NOT EXISTS, which PostgreSQL does not.
 _PG_DDL_LOCK = 7_201_115_001
 # Why a member leaves, and whether the removal is sent in every mode (consent.md, dsl.md).
-FORCED_REASONS = ("deleted", "suppressed", "under_age", "no_permission", "held_out")
+FORCED_REASONS = ("deleted", "suppressed", "under_age", "no_permission", "held_out", "sensitive")
 
 
 def table(name: str) -> str:
