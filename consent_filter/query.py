@@ -122,19 +122,15 @@ def basis_expression(policy: ConsentPolicy, country: exp.Expression | None) -> e
     return _case(*whens, default=default)
 
 
-def email_is_valid(email: exp.Expression) -> exp.Expression:
-    """Exactly one @ and a dot in the domain (exports.md).
+# Exactly one @, something before it, a dot after it (exports.md); leading spaces are trimmed
+# by the normalizer, so they do not count as a local part.
+EMAIL_SHAPE = r"^ *[^@ ][^@]*@[^@]*\.[^@]*$"
 
-    Surrounding whitespace changes neither test, so the value is not trimmed here (string
-    functions per member are most of the filter's cost).
-    """
-    at = exp.StrPosition(this=email.copy(), substr=_s("@"))
-    domain = exp.Substring(this=email.copy(), start=exp.Add(this=at, expression=exp.Literal.number(1)))
-    return exp.and_(
-        exp.GT(this=at.copy(), expression=exp.Literal.number(0)),
-        exp.EQ(this=exp.StrPosition(this=domain, substr=_s("@")), expression=exp.Literal.number(0)),
-        exp.GT(this=exp.StrPosition(this=domain.copy(), substr=_s(".")), expression=exp.Literal.number(0)),
-        copy=False)
+
+def email_is_valid(email: exp.Expression) -> exp.Expression:
+    """The email's shape, as one regular expression: far cheaper per member than a chain of
+    string functions (this test is most of the filter's per-member cost)."""
+    return exp.RegexpLike(this=email.copy(), expression=_s(EMAIL_SHAPE))
 
 
 def identifier_present(kind: str, column: exp.Expression, fmt: str) -> exp.Expression:
