@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
 from datetime import UTC, datetime
+from typing import NoReturn
 
 from audience import commands
 from audience.errors import OperationalError, UserError
@@ -39,8 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--project", default=".", metavar="DIR", help="project folder (default: .)")
     common.add_argument("--debug", action="store_true", help="show tracebacks for unexpected errors")
     timed = _Parser(add_help=False)
-    timed.add_argument("--as-of", type=_as_of, default=None, metavar="TIMESTAMP",
-                       help="evaluate at this UTC time (ISO 8601; default: now)")
+    timed.add_argument(
+        "--as-of",
+        type=_as_of,
+        default=None,
+        metavar="TIMESTAMP",
+        help="evaluate at this UTC time (ISO 8601; default: now)",
+    )
 
     parser = _Parser(prog="audience", description="Consent-aware audience builder")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
@@ -56,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text")
     p = add("compile", commands.cmd_compile, "print the SQL that selects an audience's profile keys", timed)
     p.add_argument("name")
-    p.add_argument("--dialect", default=None, help="duckdb, postgres, bigquery, snowflake, spark, databricks, trino, redshift")
+    p.add_argument(
+        "--dialect", default=None, help="duckdb, postgres, bigquery, snowflake, spark, databricks, trino, redshift"
+    )
     p.add_argument("--destination", default=None, help="apply the consent filter for this destination")
     p.add_argument("--pretty", action="store_true", help="pretty-print the SQL")
     p = add("members", commands.cmd_members, "print the member profile keys, sorted", timed)
@@ -89,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_sandbox_arguments(p)
     consent = sub.add_parser("consent", help="consent signal tools")
     csub = consent.add_subparsers(dest="consent_command", required=True, metavar="COMMAND", parser_class=_Parser)
-    p = csub.add_parser("import", parents=[common], help="import consent signals (CSV of profile key, signal, captured time)")
+    p = csub.add_parser(
+        "import", parents=[common], help="import consent signals (CSV of profile key, signal, captured time)"
+    )
     p.set_defaults(func=commands.cmd_consent_import)
     p.add_argument("file")
     p.add_argument("--format", required=True, choices=("tcf", "usp", "gpc", "gpp"))

@@ -55,8 +55,13 @@ def audience_problems(project: Project, name: str) -> list[Diagnostic]:
         todo.extend(m.audience for m in memberships(aud.where))
 
     def inside(d: Diagnostic) -> bool:
-        return any(d.file == file and (span.line, span.col) <= (d.span.line, d.span.col)  # type: ignore[attr-defined]
-                   <= (span.end_line, span.end_col) for file, span in spans)  # type: ignore[attr-defined]
+        return any(
+            d.file == file
+            and (span.line, span.col)
+            <= (d.span.line, d.span.col)  # type: ignore[attr-defined]
+            <= (span.end_line, span.end_col)
+            for file, span in spans
+        )  # type: ignore[attr-defined]
 
     return [d for d in project.diagnostics if d.severity == "error" and inside(d)]
 
@@ -78,7 +83,9 @@ def write_starter(target: Path) -> None:
     """Copy the starter project (audience.toml + audiences/) into `target`."""
     starter = resources.files("audience.starter")
     (target / "audiences").mkdir(parents=True, exist_ok=True)
-    (target / "audience.toml").write_text(starter.joinpath("audience.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    (target / "audience.toml").write_text(
+        starter.joinpath("audience.toml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
     for entry in starter.joinpath("audiences").iterdir():
         if entry.name.endswith(".aud"):
             (target / "audiences" / entry.name).write_text(entry.read_text(encoding="utf-8"), encoding="utf-8")
@@ -177,6 +184,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from audience.runs.cli import runs_command
 
     return runs_command(args)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from audience.service.server import serve_command
 

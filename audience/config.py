@@ -125,7 +125,7 @@ class ProjectConfig:
 
     def file_uri_path(self, uri: str) -> Path:
         """`file:///abs` is absolute; `file:rel/path` is relative to the project folder."""
-        rest = uri[len("file:"):]
+        rest = uri[len("file:") :]
         if rest.startswith("//"):
             rest = rest[2:]
         return self.resolve(rest)
@@ -158,27 +158,66 @@ _STR, _INT, _NUM, _BOOL = (str,), (int,), (int, float), (bool,)
 _SECTIONS: dict[str, dict[str, _Key]] = {
     "project": {"name": _Key(_STR, True), "audiences": _Key(_STR)},
     "warehouse": {"url": _Key(_STR, True), "dialect": _Key(_STR, choices=DIALECTS)},
-    "profiles": {"table": _Key(_STR, True), "key": _Key(_STR, True), "country": _Key(_STR),
-                 "birth_date": _Key(_STR), "identifiers": _Key((dict,)), "columns": _Key((dict,))},
-    "event": {"table": _Key(_STR, True), "key": _Key(_STR, True), "timestamp": _Key(_STR, True),
-              "columns": _Key((dict,))},
-    "sensitive": {"columns": _Key((dict,)), "values": _Key((list,)), "tables": _Key((dict,)),
-                  "categories": _Key((list,))},
-    "consent": {"table": _Key(_STR, True), "suppression_table": _Key(_STR), "minimum_age": _Key(_INT),
-                "default_basis": _Key(_STR, choices=BASES), "basis": _Key((dict,)),
-                "tcf_vendor_id": _Key(_INT)},
+    "profiles": {
+        "table": _Key(_STR, True),
+        "key": _Key(_STR, True),
+        "country": _Key(_STR),
+        "birth_date": _Key(_STR),
+        "identifiers": _Key((dict,)),
+        "columns": _Key((dict,)),
+    },
+    "event": {
+        "table": _Key(_STR, True),
+        "key": _Key(_STR, True),
+        "timestamp": _Key(_STR, True),
+        "columns": _Key((dict,)),
+    },
+    "sensitive": {
+        "columns": _Key((dict,)),
+        "values": _Key((list,)),
+        "tables": _Key((dict,)),
+        "categories": _Key((list,)),
+    },
+    "consent": {
+        "table": _Key(_STR, True),
+        "suppression_table": _Key(_STR),
+        "minimum_age": _Key(_INT),
+        "default_basis": _Key(_STR, choices=BASES),
+        "basis": _Key((dict,)),
+        "tcf_vendor_id": _Key(_INT),
+    },
     "destination": {
-        "type": _Key(_STR, True, DESTINATION_TYPES), "format": _Key(_STR, True, FORMATS),
-        "identifiers": _Key((list,), True), "purposes": _Key((list,), True), "min_size": _Key(_INT),
-        "max_change": _Key(_NUM), "uri": _Key(_STR), "endpoint_url": _Key(_STR), "region": _Key(_STR),
-        "sse": _Key(_STR, choices=("AES256", "aws:kms")), "kms_key_id": _Key(_STR), "target": _Key(_STR),
-        "token_env": _Key(_STR), "tls": _Key(_BOOL), "ca_cert": _Key(_STR),
-        "deadline_seconds": _Key(_NUM), "batch_size": _Key(_INT), "rows_per_file": _Key(_INT),
+        "type": _Key(_STR, True, DESTINATION_TYPES),
+        "format": _Key(_STR, True, FORMATS),
+        "identifiers": _Key((list,), True),
+        "purposes": _Key((list,), True),
+        "min_size": _Key(_INT),
+        "max_change": _Key(_NUM),
+        "uri": _Key(_STR),
+        "endpoint_url": _Key(_STR),
+        "region": _Key(_STR),
+        "sse": _Key(_STR, choices=("AES256", "aws:kms")),
+        "kms_key_id": _Key(_STR),
+        "target": _Key(_STR),
+        "token_env": _Key(_STR),
+        "tls": _Key(_BOOL),
+        "ca_cert": _Key(_STR),
+        "deadline_seconds": _Key(_NUM),
+        "batch_size": _Key(_INT),
+        "rows_per_file": _Key(_INT),
     },
     "state": {"url": _Key(_STR, True)},
 }
-_TOP = {"project": True, "warehouse": True, "profiles": True, "events": False, "sensitive": False,
-        "consent": False, "destinations": False, "state": False}
+_TOP = {
+    "project": True,
+    "warehouse": True,
+    "profiles": True,
+    "events": False,
+    "sensitive": False,
+    "consent": False,
+    "destinations": False,
+    "state": False,
+}
 
 
 class _Reporter:
@@ -239,16 +278,25 @@ def load_config(project_dir: Path) -> ProjectConfig:
     file = project_dir / CONFIG_FILE
     rel = CONFIG_FILE
     if not file.is_file():
-        raise ConfigError([Diagnostic(rel, Span(1, 1, 1, 1), "E406",
-                                      f"no {CONFIG_FILE} in {project_dir} (run `audience init DIR` to create a project)")])
+        raise ConfigError(
+            [
+                Diagnostic(
+                    rel,
+                    Span(1, 1, 1, 1),
+                    "E406",
+                    f"no {CONFIG_FILE} in {project_dir} (run `audience init DIR` to create a project)",
+                )
+            ]
+        )
     text = file.read_text(encoding="utf-8")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         m = re.search(r"at line (\d+), column (\d+)", str(err))
         line, col = (int(m.group(1)), int(m.group(2))) if m else (1, 1)
-        raise ConfigError([Diagnostic(rel, Span(line, col, line, col + 1), "E406",
-                                      f"invalid TOML: {str(err).split(' (at line')[0]}")]) from None
+        raise ConfigError(
+            [Diagnostic(rel, Span(line, col, line, col + 1), "E406", f"invalid TOML: {str(err).split(' (at line')[0]}")]
+        ) from None
     rep = _Reporter(rel, text)
     config = _build(rep, raw, project_dir.resolve(), file)
     if rep.diags or config is None:
@@ -272,23 +320,41 @@ def _build(rep: _Reporter, raw: dict[str, Any], root: Path, file: Path) -> Proje
     destinations = _destinations(rep, raw.get("destinations", {}))
     state_raw = _validate(rep, "state", raw.get("state", {"url": "sqlite:///.audience/state.db"}), _SECTIONS["state"])
     if destinations and consent is None:
-        rep.error("consent", "destinations are declared but there is no [consent] section; "
-                             "nothing may be exported without the consent filter")
+        rep.error(
+            "consent",
+            "destinations are declared but there is no [consent] section; "
+            "nothing may be exported without the consent filter",
+        )
     if rep.diags or warehouse is None or profiles is None:
         return None
     return ProjectConfig(
-        root=root, file=file, name=str(project.get("name", root.name)),
+        root=root,
+        file=file,
+        name=str(project.get("name", root.name)),
         audiences_dir=root / str(project.get("audiences", "audiences")),
-        warehouse=warehouse, profiles=profiles, events=events, sensitive=sensitive, consent=consent,
-        destinations=destinations, state=StateConfig(str(state_raw.get("url", "sqlite:///.audience/state.db"))),
+        warehouse=warehouse,
+        profiles=profiles,
+        events=events,
+        sensitive=sensitive,
+        consent=consent,
+        destinations=destinations,
+        state=StateConfig(str(state_raw.get("url", "sqlite:///.audience/state.db"))),
     )
 
 
 def dialect_of_url(url: str) -> str | None:
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
-    return {"duckdb": "duckdb", "postgresql": "postgres", "postgres": "postgres", "bigquery": "bigquery",
-            "snowflake": "snowflake", "spark": "spark", "databricks": "databricks", "trino": "trino",
-            "redshift": "redshift"}.get(scheme)
+    return {
+        "duckdb": "duckdb",
+        "postgresql": "postgres",
+        "postgres": "postgres",
+        "bigquery": "bigquery",
+        "snowflake": "snowflake",
+        "spark": "spark",
+        "databricks": "databricks",
+        "trino": "trino",
+        "redshift": "redshift",
+    }.get(scheme)
 
 
 def _warehouse(rep: _Reporter, data: Any, root: Path) -> WarehouseConfig | None:
@@ -298,8 +364,11 @@ def _warehouse(rep: _Reporter, data: Any, root: Path) -> WarehouseConfig | None:
         return None
     dialect = data.get("dialect") or dialect_of_url(url)
     if dialect is None:
-        rep.error("warehouse.dialect", f'cannot tell the dialect from url "{url.split(":", 1)[0]}:..."; '
-                                       f"set dialect to one of {', '.join(DIALECTS)}")
+        rep.error(
+            "warehouse.dialect",
+            f'cannot tell the dialect from url "{url.split(":", 1)[0]}:..."; '
+            f"set dialect to one of {', '.join(DIALECTS)}",
+        )
         return None
     return WarehouseConfig(url=url, dialect=str(dialect))
 
@@ -318,20 +387,28 @@ def _profiles(rep: _Reporter, data: Any) -> ProfilesConfig | None:
     identifiers = data.get("identifiers", {})
     for kind, column in identifiers.items():
         if kind not in IDENTIFIER_TYPES:
-            rep.error(f"profiles.identifiers.{kind}", f'unknown identifier type "{kind}"; use {", ".join(IDENTIFIER_TYPES)}'
-                      + did_you_mean(kind, IDENTIFIER_TYPES))
+            rep.error(
+                f"profiles.identifiers.{kind}",
+                f'unknown identifier type "{kind}"; use {", ".join(IDENTIFIER_TYPES)}'
+                + did_you_mean(kind, IDENTIFIER_TYPES),
+            )
         elif not isinstance(column, str):
             rep.error(f"profiles.identifiers.{kind}", "must be a column name (string)")
-    return ProfilesConfig(table=data["table"], key=data["key"], country=data.get("country"),
-                          birth_date=data.get("birth_date"), identifiers=dict(identifiers),
-                          column_types=_column_types(rep, "profiles.columns", data.get("columns", {})))
+    return ProfilesConfig(
+        table=data["table"],
+        key=data["key"],
+        country=data.get("country"),
+        birth_date=data.get("birth_date"),
+        identifiers=dict(identifiers),
+        column_types=_column_types(rep, "profiles.columns", data.get("columns", {})),
+    )
 
 
 def _column_types(rep: _Reporter, path: str, data: Mapping[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, typ in data.items():
         if not isinstance(typ, str):
-            rep.error(f"{path}.{name}", "must be a type name such as \"varchar\" or \"timestamp\"")
+            rep.error(f"{path}.{name}", 'must be a type name such as "varchar" or "timestamp"')
         else:
             out[name] = typ
     return out
@@ -350,8 +427,13 @@ def _events(rep: _Reporter, data: Any) -> dict[str, EventConfig]:
         for key in ("table", "key", "timestamp"):
             _check_name(rep, f"{path}.{key}", section.get(key), "table" if key == "table" else "column")
         if all(k in section for k in ("table", "key", "timestamp")):
-            events[name] = EventConfig(name, section["table"], section["key"], section["timestamp"],
-                                       _column_types(rep, f"{path}.columns", section.get("columns", {})))
+            events[name] = EventConfig(
+                name,
+                section["table"],
+                section["key"],
+                section["timestamp"],
+                _column_types(rep, f"{path}.columns", section.get("columns", {})),
+            )
     return events
 
 
@@ -391,9 +473,14 @@ def _consent(rep: _Reporter, data: Any) -> ConsentConfig | None:
     age = data.get("minimum_age", 16)
     if isinstance(age, int) and not 0 <= age <= 120:
         rep.error("consent.minimum_age", "must be between 0 and 120")
-    return ConsentConfig(table=data["table"], suppression_table=data.get("suppression_table"),
-                         minimum_age=int(age), default_basis=data.get("default_basis", "opt_in"),
-                         basis=dict(basis), tcf_vendor_id=data.get("tcf_vendor_id"))
+    return ConsentConfig(
+        table=data["table"],
+        suppression_table=data.get("suppression_table"),
+        minimum_age=int(age),
+        default_basis=data.get("default_basis", "opt_in"),
+        basis=dict(basis),
+        tcf_vendor_id=data.get("tcf_vendor_id"),
+    )
 
 
 def _destinations(rep: _Reporter, data: Any) -> dict[str, DestinationConfig]:
@@ -436,11 +523,23 @@ def _destination(rep: _Reporter, path: str, name: str, s: dict[str, Any]) -> Des
         rep.error(f"{path}.max_change", "must be a fraction above 0 and at most 1 (0.5 = 50%)")
     uri = s.get("uri")
     return DestinationConfig(
-        name=name, type=kind, format=s["format"], identifiers=tuple(s["identifiers"]),
-        purposes=tuple(str(p) for p in s["purposes"]), min_size=int(s.get("min_size", 100)),
-        max_change=max_change, uri=uri, endpoint_url=s.get("endpoint_url"), region=s.get("region"),
-        sse=s.get("sse"), kms_key_id=s.get("kms_key_id"), target=s.get("target"),
-        token_env=s.get("token_env"), tls=bool(s.get("tls", True)), ca_cert=s.get("ca_cert"),
-        deadline_seconds=float(s.get("deadline_seconds", 30.0)), batch_size=int(s.get("batch_size", 5000)),
+        name=name,
+        type=kind,
+        format=s["format"],
+        identifiers=tuple(s["identifiers"]),
+        purposes=tuple(str(p) for p in s["purposes"]),
+        min_size=int(s.get("min_size", 100)),
+        max_change=max_change,
+        uri=uri,
+        endpoint_url=s.get("endpoint_url"),
+        region=s.get("region"),
+        sse=s.get("sse"),
+        kms_key_id=s.get("kms_key_id"),
+        target=s.get("target"),
+        token_env=s.get("token_env"),
+        tls=bool(s.get("tls", True)),
+        ca_cert=s.get("ca_cert"),
+        deadline_seconds=float(s.get("deadline_seconds", 30.0)),
+        batch_size=int(s.get("batch_size", 5000)),
         rows_per_file=int(s.get("rows_per_file", 1_000_000)),
     )

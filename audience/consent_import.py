@@ -22,7 +22,7 @@ from consent_filter.signals.rows import ConsentRow, SignalError
 COLUMNS = ["profile_key", "purpose", "status", "updated_at", "expires_at", "source"]
 
 
-def _utc_text(value) -> str | None:  # noqa: ANN001
+def _utc_text(value) -> str | None:
     return value.strftime("%Y-%m-%d %H:%M:%S.%f") if value is not None else None
 
 

@@ -62,9 +62,16 @@ class ConsentedAudience:
         aud = self.project.audience(self.audience)
         assert self.project.catalog is not None
         return consent_query(
-            definition_query(self.project, self.audience, self.as_of), self.project.catalog,
-            policy_of(self.project), target_of(self.destination), self.as_of, audience=self.audience,
-            holdout_percent=float(aud.holdout), dialect=self.dialect, consent_table=_consent_table(self.project))
+            definition_query(self.project, self.audience, self.as_of),
+            self.project.catalog,
+            policy_of(self.project),
+            target_of(self.destination),
+            self.as_of,
+            audience=self.audience,
+            holdout_percent=float(aud.holdout),
+            dialect=self.dialect,
+            consent_table=_consent_table(self.project),
+        )
 
     def exportable_sql(self) -> str:
         return exportable(self.query).sql(dialect=self.dialect)
@@ -78,11 +85,13 @@ def consented(project: Project, audience: str, dest_name: str, as_of: datetime) 
     return ConsentedAudience(project, audience, destination(project, dest_name), as_of, project.warehouse.dialect)
 
 
-def consented_members_query(project: Project, audience: str, dest_name: str, as_of: datetime,
-                            dialect: str | None = None) -> exp.Select:
+def consented_members_query(
+    project: Project, audience: str, dest_name: str, as_of: datetime, dialect: str | None = None
+) -> exp.Select:
     """SQL for `compile --destination`: the exportable profile keys after consent and holdout."""
-    ca = ConsentedAudience(project, audience, destination(project, dest_name), as_of,
-                           dialect or project.config.warehouse.dialect)
+    ca = ConsentedAudience(
+        project, audience, destination(project, dest_name), as_of, dialect or project.config.warehouse.dialect
+    )
     return exp.select("profile_key").from_(exportable(ca.query).subquery("x"))
 
 
@@ -95,7 +104,7 @@ def exported_members(project: Project, audience: str, dest_name: str, as_of: dat
     keys: list[object] = []
     for batch in project.warehouse.stream(ca.exportable_sql()):
         # columns: profile_key, profile_country, id_<kind>..., consent_stage, held_out
-        rows = [(*r[2:2 + len(kinds)], r[1]) for r in batch]
+        rows = [(*r[2 : 2 + len(kinds)], r[1]) for r in batch]
         for row, hashed in zip(batch, hash_rows(ca.destination.format, kinds, rows), strict=True):
             if any(h is not None for h in hashed):
                 keys.append(row[0])
@@ -109,7 +118,11 @@ def estimate_command(args: argparse.Namespace) -> int:
     if project is None:
         return 1
     aud = project.audience(args.name)
-    names = [args.destination] if args.destination else [s.destination for s in aud.syncs] or list(project.config.destinations)
+    names = (
+        [args.destination]
+        if args.destination
+        else [s.destination for s in aud.syncs] or list(project.config.destinations)
+    )
     if not names:
         raise UserError("the project declares no destinations; add one under [destinations] in audience.toml")
     report = {}
@@ -120,10 +133,15 @@ def estimate_command(args: argparse.Namespace) -> int:
         print(json.dumps({"audience": args.name, "as_of": args.as_of.isoformat(), "destinations": report}, indent=2))
         return 0
     out = sys.stdout
-    labels = [("matched", "matched the definition"), ("suppressed", "removed: suppressed"),
-              ("under_age", "removed: under age"), ("no_permission", "removed: no permission"),
-              ("no_identifier", "removed: no identifier"), ("held_out", "held out (control group)"),
-              ("exportable", "exportable")]
+    labels = [
+        ("matched", "matched the definition"),
+        ("suppressed", "removed: suppressed"),
+        ("under_age", "removed: under age"),
+        ("no_permission", "removed: no permission"),
+        ("no_identifier", "removed: no identifier"),
+        ("held_out", "held out (control group)"),
+        ("exportable", "exportable"),
+    ]
     for name, counts in report.items():
         out.write(f"{args.name} -> {name}\n")
         for key, label in labels:

@@ -64,8 +64,13 @@ class Project:
     @cached_property
     def git_commit(self) -> str | None:
         try:
-            out = subprocess.run(["git", "-C", str(self.config.root), "rev-parse", "HEAD"],
-                                 capture_output=True, text=True, timeout=10, check=False)
+            out = subprocess.run(
+                ["git", "-C", str(self.config.root), "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired):
             return None
         return out.stdout.strip() or None if out.returncode == 0 else None
@@ -92,7 +97,9 @@ def load_project(project_dir: Path | str, *, warehouse: Warehouse | None = None)
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
-            diags.append(Diagnostic(rel, Span(1, 1, 1, 1), "E101", f"file is not valid UTF-8 ({err.reason} at byte {err.start})"))
+            diags.append(
+                Diagnostic(rel, Span(1, 1, 1, 1), "E101", f"file is not valid UTF-8 ({err.reason} at byte {err.start})")
+            )
             continue
         sources[rel] = text
         result = parse(text, rel)
@@ -151,7 +158,7 @@ def build_catalog(config: ProjectConfig, wh: Warehouse) -> Catalog:
         if config.consent.suppression_table:
             cols = columns_of(config.consent.suppression_table, {}, "consent.suppression_table")
             need(config.consent.suppression_table, cols, "profile_key", "consent.suppression_table")
-    for qualified, category in sens.columns.items():
+    for qualified in sens.columns:
         table, column = qualified.rsplit(".", 1)
         match = _match_table(table, tables)
         if match is not None:
@@ -164,9 +171,13 @@ def build_catalog(config: ProjectConfig, wh: Warehouse) -> Catalog:
     return Catalog(
         profile=_table(p.table, profile_cols, config),
         profile_key=p.key,
-        events={name: EventSource(name, _table(ev.table, tables[ev.table], config), ev.key, ev.timestamp)
-                for name, ev in config.events.items()},
-        country_column=p.country, birth_date_column=p.birth_date, identifiers=dict(p.identifiers),
+        events={
+            name: EventSource(name, _table(ev.table, tables[ev.table], config), ev.key, ev.timestamp)
+            for name, ev in config.events.items()
+        },
+        country_column=p.country,
+        birth_date_column=p.birth_date,
+        identifiers=dict(p.identifiers),
     )
 
 
@@ -196,8 +207,13 @@ def _table(name: str, cols: dict[str, str], config: ProjectConfig) -> Table:
         if rule.table in names:
             values[rule.column] = (*values.get(rule.column, ()), SensitiveValues(rule.values, rule.category))
     table_category = next((cat for t, cat in s.tables.items() if t in names), None)
-    return Table(name=name, columns={c: Column(c, kind_of(t), t) for c, t in cols.items()},
-                 sensitive=table_category, sensitive_columns=sensitive_columns, sensitive_values=values)
+    return Table(
+        name=name,
+        columns={c: Column(c, kind_of(t), t) for c, t in cols.items()},
+        sensitive=table_category,
+        sensitive_columns=sensitive_columns,
+        sensitive_values=values,
+    )
 
 
 def _config_diags(config: ProjectConfig, problems: list[tuple[str, str]]) -> list[Diagnostic]:

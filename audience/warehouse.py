@@ -7,10 +7,10 @@ column types declared in audience.toml or read from the configured warehouse.
 
 from __future__ import annotations
 
-import threading
 import csv
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,7 +59,7 @@ class DuckDBWarehouse:
         self._local = threading.local()
         self.path = path
 
-    def _cursor(self):  # noqa: ANN202 - duckdb's cursor type
+    def _cursor(self):
         cur = getattr(self._local, "cursor", None)
         if cur is None:
             cur = self._con.cursor()
@@ -161,7 +161,7 @@ class PostgresWarehouse:
         except psycopg.Error as err:
             raise WarehouseError(f"cannot connect to PostgreSQL: {str(err).strip().splitlines()[0]}") from None
 
-    def _conn(self):  # noqa: ANN202
+    def _conn(self):
         import psycopg
 
         conn = getattr(self._local, "conn", None)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import AS_OF, demo_project, timed  # noqa: E402
+from bench.common import AS_OF, demo_project, timed
 
 
 def main() -> None:
@@ -33,7 +33,10 @@ def main() -> None:
     wh = project.warehouse
     consents = wh.query("SELECT COUNT(*) FROM consents")[0][0]
     print(f"{args.fans} profiles, {consents} consent rows, DuckDB, as_of {AS_OF.isoformat()}")
-    print(f"{'audience':<26} {'destination':<12} {'members':>9} {'exportable':>10} {'plain s':>9} {'consent s':>9} {'ratio':>6}")
+    print(
+        f"{'audience':<26} {'destination':<12} {'members':>9} {'exportable':>10} "
+        f"{'plain s':>9} {'consent s':>9} {'ratio':>6}"
+    )
     for name, aud in sorted(project.audiences.items()):
         for sync in aud.syncs:
             plain_sql = f"SELECT COUNT(*) FROM ({definition_query(project, name, AS_OF).sql('duckdb')}) AS q"
@@ -41,8 +44,10 @@ def main() -> None:
             filtered_sql = f"SELECT COUNT(*) FROM ({exportable(ca.query).sql('duckdb')}) AS q"
             plain, members = timed(lambda s=plain_sql: wh.query(s)[0][0], args.repeat)
             filtered, kept = timed(lambda s=filtered_sql: wh.query(s)[0][0], args.repeat)
-            print(f"{name:<26} {sync.destination:<12} {members:>9} {kept:>10} {plain:>9.3f} {filtered:>9.3f} "
-                  f"{filtered / plain:>6.2f}")
+            print(
+                f"{name:<26} {sync.destination:<12} {members:>9} {kept:>10} {plain:>9.3f} {filtered:>9.3f} "
+                f"{filtered / plain:>6.2f}"
+            )
     project.close()
 
 

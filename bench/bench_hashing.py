@@ -1,23 +1,29 @@
-"""Benchmark: normalize + hash + write (gzip CSV) for N synthetic members, several ways.
+"""Benchmark: normalize + hash + write N synthetic members to a file destination, several ways.
 
-Paths compared in the same run, on the same rows (a DuckDB table generated here):
+Every path streams the same rows (a DuckDB table generated here) and writes them the way an
+export does: ``DropWriter`` parts (gzip CSV, 1M rows a part) into a ``FileStore`` folder.
+So the numbers are end to end, and the paths differ only in how identifiers are hashed:
 
-* ``read``   reading the raw rows out of DuckDB only (the floor every Python path pays);
-* ``ours``   ``exporters.hashing.hash_row_chunks`` on streamed chunks, then csv.writer;
-* ``oursfast`` the same hashing, CSV lines joined directly (encoded values need no quoting);
-* ``sql``    ``sql_hashed_expression`` inside DuckDB (all cores), rows streamed out with
-             ``fetchmany``; phones (no exact SQL) hashed in Python with ``hash_rows``;
-* ``sqlcsv`` like ``sql`` but DuckDB also builds the CSV line (workloads without phones);
-* ``plain``  a straightforward per-row loop with hashlib (and phonenumbers for phones);
-* ``sdk``    facebook-business' own helper, ``Normalize.normalize_field`` (serverside).
+* ``read``    reading the raw rows out of DuckDB only (the floor every Python path pays);
+* ``plain``   a straightforward per-row loop: ``strip().lower()`` + ``hashlib`` (and
+              ``phonenumbers`` parse/validate/format for phones);
+* ``sdk``     facebook-business' own helper, ``Normalize.normalize_field``, per value;
+* ``ours``    ``exporters.hashing.hash_row_chunks`` on ``fetchmany`` chunks;
+* ``oursmp``  the same with ``processes=2`` (worker processes; meant for phones);
+* ``sql``     ``sql_hashed_expression`` inside DuckDB (all cores), rows streamed out with
+              ``fetchmany``; phones (no exact SQL) hashed in Python with ``hash_row_chunks``;
+* ``sqlcsv``  like ``sql``, but DuckDB also joins each member's CSV line, written with
+              ``DropWriter.write_parts_lines`` (workloads without phones only).
 
-Every path writes the same kind of file: a gzip CSV (``compresslevel`` 1 by default) made of
-one gzip member per chunk, compressed by a small thread pool (zlib releases the GIL, so
-compression overlaps hashing) and written under a temporary name, renamed at the end.
-``ours``, ``oursfast``, ``sql`` and ``sqlcsv`` must produce byte-identical files (checked).
+``ours``, ``oursmp``, ``sql`` and ``sqlcsv`` must write byte-identical parts (checked).
+Each path runs in its own process, so its peak RSS (``VmHWM``) is its own; ``oursmp`` adds
+its workers' peak. CPU seconds include DuckDB's threads and the compressor thread, which
+matters when other jobs share the machine: members per CPU second is then the steadier
+number.
 
-Each path runs in its own process so its peak RSS (``ru_maxrss``) is its own; rows stream in
-chunks, so the peak must not grow with N.
+A second table times the writer alone on pre-hashed rows: ``DropWriter`` against the
+standard-library way it used to work (``csv.writer`` into ``gzip.GzipFile``), checking the
+bytes are identical, plus raw deflate speed of zlib and, if installed, ISA-L (``isal``).
 
     .venv/bin/python bench/bench_hashing.py                       # 1M members, both workloads
     .venv/bin/python bench/bench_hashing.py --sizes 1000000,10000000 --workloads email+maid
@@ -28,17 +34,21 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import hashlib
 import io
+import itertools
 import json
+import logging
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,13 +56,17 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
+import structlog  # noqa: E402
 from sqlglot import exp  # noqa: E402
 
-from exporters.hashing import HashStats, hash_row_chunks, hash_rows, sql_hashed_expression  # noqa: E402
+from exporters.drop_writer import DropWriter  # noqa: E402
+from exporters.hashing import HashStats, hash_row_chunks, sql_hashed_expression  # noqa: E402
+from exporters.objectstore import FileStore  # noqa: E402
 
-PATHS = ("read", "ours", "oursfast", "sql", "sqlcsv", "plain", "sdk")
+PATHS = ("read", "plain", "sdk", "ours", "oursmp", "sql", "sqlcsv")
+IDENTICAL = ("ours", "oursmp", "sql", "sqlcsv")
 WORKLOADS = ("email+maid", "email+phone")
-CSV_LINE_END = "\n"
+Row = tuple[str | None, ...]
 
 # --- synthetic members (generated inside DuckDB: no Python memory, deterministic) ---------
 
@@ -126,77 +140,7 @@ def generate(db_path: Path, n: int) -> float:
     return time.perf_counter() - started
 
 
-# --- output: gzip CSV, one member per chunk, compressed off the GIL ------------------------
-
-
-class ChunkedGzipWriter:
-    """Writes byte chunks as consecutive gzip members (a valid gzip file), in order.
-
-    Compression runs in a thread pool (zlib releases the GIL) with a bounded number of
-    chunks in flight, so memory stays flat and compression overlaps the hashing thread.
-    The gzip header has mtime 0: the same rows give the same bytes.
-    """
-
-    def __init__(self, path: Path, compresslevel: int, threads: int = 2) -> None:
-        self._final = path
-        self._temp = path.with_name(path.name + ".part")
-        self._file = open(self._temp, "wb")  # noqa: SIM115 - closed in close()
-        self._level = compresslevel
-        self._pool = ThreadPoolExecutor(max_workers=threads)
-        self._pending: list[Future[bytes]] = []
-        self._max_pending = threads * 2
-        self.bytes_written = 0
-        self._digest = hashlib.sha256()
-
-    def _compress(self, data: bytes) -> bytes:
-        compressor = zlib.compressobj(self._level, zlib.DEFLATED, 31)
-        return compressor.compress(data) + compressor.flush()
-
-    def write(self, data: bytes) -> None:
-        self._pending.append(self._pool.submit(self._compress, data))
-        while len(self._pending) > self._max_pending:
-            self._drain_one()
-
-    def _drain_one(self) -> None:
-        block = self._pending.pop(0).result()
-        self._file.write(block)
-        self._digest.update(block)
-        self.bytes_written += len(block)
-
-    def close(self) -> str:
-        while self._pending:
-            self._drain_one()
-        self._pool.shutdown()
-        self._file.close()
-        os.replace(self._temp, self._final)
-        return self._digest.hexdigest()
-
-
-def csv_bytes(rows: list, header: list[str] | None = None) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator=CSV_LINE_END)
-    if header is not None:
-        writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue().encode()
-
-
-# --- workers: one path, one process ---------------------------------------------------------
-
-
-def peak_rss_kib() -> int:
-    """This process's peak resident set size in KiB.
-
-    ``VmHWM`` rather than ``ru_maxrss``: Linux carries ``ru_maxrss`` across ``execve``, so a
-    worker would report the parent's peak (the data generator) instead of its own.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# --- row sources: one per path, each yields one tuple of encoded values per member ----------
 
 
 def raw_chunks(connection: duckdb.DuckDBPyConnection, kinds: list[str], chunk_rows: int) -> Iterator[list[tuple]]:
@@ -206,48 +150,17 @@ def raw_chunks(connection: duckdb.DuckDBPyConnection, kinds: list[str], chunk_ro
         yield rows
 
 
-def run_read(connection, kinds, fmt, chunk_rows, writer) -> tuple[int, dict]:
-    count = 0
-    for rows in raw_chunks(connection, kinds, chunk_rows):
-        count += len(rows)
-    return count, {}
+def rows_ours(connection, kinds, fmt, chunk_rows, stats, processes=0) -> Iterator[Row]:
+    chunks = hash_row_chunks(fmt, kinds, raw_chunks(connection, kinds, chunk_rows), stats, processes=processes)
+    return itertools.chain.from_iterable(chunks)
 
 
-def run_ours(connection, kinds, fmt, chunk_rows, writer) -> tuple[int, dict]:
-    stats = HashStats(kinds=tuple(kinds))
-    count = 0
-    header: list[str] | None = kinds
-    for hashed in hash_row_chunks(fmt, kinds, raw_chunks(connection, kinds, chunk_rows), stats):
-        writer.write(csv_bytes(hashed, header))
-        header = None
-        count += len(hashed)
-    return count, stats.as_dict()
-
-
-def csv_bytes_joined(rows: list[tuple]) -> bytes:
-    """The same bytes csv.writer writes for rows of encoded values, without its per-field work.
-
-    Valid only because encoded values (hex, base64, lowercase UUIDs) never need quoting.
-    """
-    if not rows:
-        return b""
-    columns = [[value or "" for value in column] for column in zip(*rows, strict=True)]
-    return ("\n".join(map(",".join, zip(*columns, strict=True))) + "\n").encode()
-
-
-def run_oursfast(connection, kinds, fmt, chunk_rows, writer) -> tuple[int, dict]:
-    stats = HashStats(kinds=tuple(kinds))
-    header = (",".join(kinds) + CSV_LINE_END).encode()
-    count = 0
-    for hashed in hash_row_chunks(fmt, kinds, raw_chunks(connection, kinds, chunk_rows), stats):
-        writer.write(header + csv_bytes_joined(hashed))
-        header = b""
-        count += len(hashed)
-    return count, stats.as_dict()
+def rows_oursmp(connection, kinds, fmt, chunk_rows, stats) -> Iterator[Row]:
+    return rows_ours(connection, kinds, fmt, chunk_rows, stats, processes=2)
 
 
 def _sql_select(kinds: list[str], fmt: str) -> tuple[str, list[int]]:
-    """SELECT list: hashed SQL for SQL-capable kinds, raw value + country for the rest."""
+    """SELECT list: hashed SQL for SQL-capable kinds, the raw value for the rest (+ country)."""
     items: list[str] = []
     python_kinds: list[int] = []
     for position, kind in enumerate(kinds):
@@ -257,54 +170,45 @@ def _sql_select(kinds: list[str], fmt: str) -> tuple[str, list[int]]:
             items.append(kind)
         else:
             items.append(expression.sql("duckdb"))
-    return ", ".join([*items, "country"]), python_kinds
+    if python_kinds:
+        items.append("country")
+    return ", ".join(items), python_kinds
 
 
-def run_sql(connection, kinds, fmt, chunk_rows, writer) -> tuple[int, dict]:
+def rows_sql(connection, kinds, fmt, chunk_rows, stats) -> Iterator[Row]:
     select, python_kinds = _sql_select(kinds, fmt)
     cursor = connection.execute(f"SELECT {select} FROM members")
-    count = 0
-    header: list[str] | None = kinds
-    while rows := cursor.fetchmany(chunk_rows):
-        if python_kinds:
-            rows = _hash_remaining(rows, kinds, python_kinds, fmt, chunk_rows)
-        else:
-            rows = [row[:-1] for row in rows]
-        writer.write(csv_bytes(rows, header))
-        header = None
-        count += len(rows)
-    return count, {}
+    chunks = iter(lambda: cursor.fetchmany(chunk_rows), [])
+    if not python_kinds:
+        return itertools.chain.from_iterable(chunks)
+    return itertools.chain.from_iterable(_hash_remaining(chunk, kinds, python_kinds, fmt) for chunk in chunks)
 
 
-def _hash_remaining(
-    rows: list[tuple], kinds: list[str], positions: list[int], fmt: str, chunk_rows: int
-) -> list[tuple]:
-    columns = [list(column) for column in zip(*rows, strict=True)]
-    countries = columns[-1]
-    for position in positions:
-        pairs = zip(columns[position], countries, strict=True)
-        hashed = hash_rows(fmt, [kinds[position]], pairs, chunk_rows=chunk_rows)
-        columns[position] = [row[0] for row in hashed]
-    return list(zip(*columns[:-1], strict=True))
+def lines_sqlcsv(connection, kinds, fmt, chunk_rows, stats) -> Iterator[str]:
+    """One CSV line per member, joined by DuckDB; members without an identifier are skipped.
 
-
-def run_sqlcsv(connection, kinds, fmt, chunk_rows, writer) -> tuple[int, dict]:
+    The skip is done here, not in SQL: DuckDB would inline the hash expressions into the
+    WHERE clause and compute them twice.
+    """
     select, python_kinds = _sql_select(kinds, fmt)
     if python_kinds:
         raise SystemExit("sqlcsv needs every identifier type to be SQL-capable (no phones)")
-    items = [f"coalesce(h{n}, '')" for n in range(len(kinds))]
+    cells = " || ',' || ".join(f"coalesce(h{n}, '')" for n in range(len(kinds)))
     aliases = ", ".join(f"h{n}" for n in range(len(kinds)))
-    line = " || ',' || ".join(items)
-    query = f"SELECT {line} FROM (SELECT {select} FROM members) AS t({aliases}, c)"
-    cursor = connection.execute(query)
-    count = 0
-    prefix = ",".join(kinds) + CSV_LINE_END
-    while rows := cursor.fetchmany(chunk_rows):
-        text = prefix + CSV_LINE_END.join([row[0] for row in rows]) + CSV_LINE_END
-        writer.write(text.encode())
-        prefix = ""
-        count += len(rows)
-    return count, {}
+    cursor = connection.execute(f"SELECT {cells} FROM (SELECT {select} FROM members) AS t({aliases})")
+    chunks = iter(lambda: cursor.fetchmany(chunk_rows), [])
+    empty = "," * (len(kinds) - 1)
+    return filter(empty.__ne__, map(itemgetter(0), itertools.chain.from_iterable(chunks)))
+
+
+def _hash_remaining(rows: list[tuple], kinds: list[str], positions: list[int], fmt: str) -> list[Row]:
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    countries = columns.pop()
+    for position in positions:
+        pairs = list(zip(columns[position], countries, strict=True))
+        (hashed,) = hash_row_chunks(fmt, [kinds[position]], [pairs])
+        columns[position] = [row[0] for row in hashed]
+    return list(zip(*columns, strict=True))
 
 
 def _plain_functions(kinds: list[str]) -> list[Callable]:
@@ -312,10 +216,7 @@ def _plain_functions(kinds: list[str]) -> list[Callable]:
 
     sha256 = hashlib.sha256
 
-    def email(value, country):
-        return sha256(value.strip().lower().encode()).hexdigest() if value else None
-
-    def maid(value, country):
+    def text(value, country):
         return sha256(value.strip().lower().encode()).hexdigest() if value else None
 
     def phone(value, country):
@@ -330,23 +231,17 @@ def _plain_functions(kinds: list[str]) -> list[Callable]:
         e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
         return sha256(e164.encode()).hexdigest()
 
-    table = {"email": email, "maid": maid, "phone": phone}
-    return [table[kind] for kind in kinds]
+    return [phone if kind == "phone" else text for kind in kinds]
 
 
-def run_plain(connection, kinds, fmt, chunk_rows, writer) -> tuple[int, dict]:
+def rows_plain(connection, kinds, fmt, chunk_rows, stats) -> Iterator[Row]:
     functions = _plain_functions(kinds)
-    count = 0
-    header: list[str] | None = kinds
     for rows in raw_chunks(connection, kinds, chunk_rows):
-        out = []
         for row in rows:
             country = row[-1]
-            out.append(tuple(f(v, country) for f, v in zip(functions, row, strict=False)))
-        writer.write(csv_bytes(out, header))
-        header = None
-        count += len(out)
-    return count, {}
+            hashed = tuple(f(v, country) for f, v in zip(functions, row, strict=False))
+            if any(hashed):  # a member without any identifier is not exported
+                yield hashed
 
 
 def _sdk_functions(kinds: list[str]) -> list[Callable]:
@@ -368,111 +263,203 @@ def _sdk_functions(kinds: list[str]) -> list[Callable]:
     return [make(field[kind]) for kind in kinds]
 
 
-def run_sdk(connection, kinds, fmt, chunk_rows, writer) -> tuple[int, dict]:
+def rows_sdk(connection, kinds, fmt, chunk_rows, stats) -> Iterator[Row]:
     functions = _sdk_functions(kinds)
-    count = 0
-    header: list[str] | None = kinds
     for rows in raw_chunks(connection, kinds, chunk_rows):
-        out = [tuple(f(v) for f, v in zip(functions, row, strict=False)) for row in rows]
-        writer.write(csv_bytes(out, header))
-        header = None
-        count += len(out)
-    return count, {}
+        for row in rows:
+            hashed = tuple(f(v) for f, v in zip(functions, row, strict=False))
+            if any(hashed):
+                yield hashed
 
 
-RUNNERS = {
-    "read": run_read,
-    "ours": run_ours,
-    "oursfast": run_oursfast,
-    "sql": run_sql,
-    "sqlcsv": run_sqlcsv,
-    "plain": run_plain,
-    "sdk": run_sdk,
-}
+SOURCES = {"plain": rows_plain, "sdk": rows_sdk, "ours": rows_ours, "oursmp": rows_oursmp, "sql": rows_sql}
 
 
-def worker(args: argparse.Namespace) -> None:
+def with_identifier(rows: Iterable[Row]) -> Iterator[Row]:
+    """Members left with no identifier are counted, not written (DropWriter refuses them)."""
+    return filter(any, rows)
+
+
+# --- workers: one path, one process ---------------------------------------------------------
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident set size in KiB.
+
+    ``VmHWM`` rather than ``ru_maxrss``: Linux carries ``ru_maxrss`` across ``execve``, so a
+    worker would report the parent's peak (the data generator) instead of its own.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads) and of its finished children (``oursmp``)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def run_worker(args: argparse.Namespace) -> dict:
     kinds = args.kinds.split(",")
-    out = Path(args.out)
     connection = duckdb.connect(args.db, read_only=True)
     # Bound DuckDB's buffer pool: otherwise it caches the whole table and the peak RSS
     # measures the cache, not the export's streaming.
     connection.execute(f"SET memory_limit = '{args.duckdb_memory}'")
-    writer = ChunkedGzipWriter(out, args.compresslevel) if args.worker != "read" else None
-    started = time.perf_counter()
-    count, stats = RUNNERS[args.worker](connection, kinds, args.format, args.chunk_rows, writer)
-    digest = writer.close() if writer is not None else ""
-    seconds = time.perf_counter() - started
-    peak_kib = peak_rss_kib()
-    print(
-        json.dumps(
-            {
-                "rows": count,
-                "seconds": seconds,
-                "peak_rss_mib": peak_kib / 1024,
-                "file_sha256": digest,
-                "file_bytes": writer.bytes_written if writer is not None else 0,
-                "stats": stats,
-            }
+    started, cpu_started = time.perf_counter(), cpu_seconds()
+    stats = HashStats(kinds=tuple(kinds))
+    rows_read = 0
+    if args.worker == "read":
+        rows_read = sum(len(rows) for rows in raw_chunks(connection, kinds, args.chunk_rows))
+        parts: list = []
+    else:
+        out = Path(args.out)
+        shutil.rmtree(out, ignore_errors=True)
+        (out / "tmp").mkdir(parents=True)
+        writer = DropWriter(
+            FileStore(out / "drop"), "bench", args.worker, kinds, rows_per_part=args.rows_per_part, tmp_dir=out / "tmp"
         )
+        if args.worker == "sqlcsv":
+            lines = lines_sqlcsv(connection, kinds, args.format, args.chunk_rows, stats)
+            parts = writer.write_parts_lines("members", lines)
+        else:
+            source = SOURCES[args.worker](connection, kinds, args.format, args.chunk_rows, stats)
+            parts = writer.write_parts("members", with_identifier(source))
+        if not args.keep:
+            shutil.rmtree(out, ignore_errors=True)
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
+    children_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if args.worker == "oursmp" else 0
+    return {
+        "written": sum(part.rows for part in parts) if parts else rows_read,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "peak_rss_mib": (peak_rss_kib() + 2 * children_kib) / 1024,
+        "parts_sha256": [part.sha256 for part in parts],
+        "bytes": sum(part.bytes for part in parts),
+        "stats": stats.as_dict() if args.worker in ("ours", "oursmp") else {},
+    }
+
+
+# --- the writer alone: DropWriter vs csv.writer + gzip.GzipFile, and raw deflate speed -------
+
+
+def reference_write(path: Path, columns: list[str], rows: list[Row]) -> str:
+    """What DropWriter did before: csv.writer rows into one gzip.GzipFile (mtime 0, level 1)."""
+    digest = hashlib.sha256()
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0) as out:
+        for start in range(0, len(rows), 4096):
+            writer.writerows(["" if v is None else v for v in row] for row in rows[start : start + 4096])
+            out.write(text.getvalue().encode())
+            text.seek(0)
+            text.truncate()
+    with open(path, "rb") as written:
+        digest.update(written.read())
+    return digest.hexdigest()
+
+
+def run_writer_worker(args: argparse.Namespace) -> dict:
+    n = args.writer_rows
+    digests = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(n)]
+    rows: list[Row] = [(digests[i], None if i % 3 == 0 else digests[n - 1 - i]) for i in range(n)]
+    out = Path(args.out)
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "tmp").mkdir(parents=True)
+    writer = DropWriter(
+        FileStore(out / "drop"), "bench", "writer", ["email", "maid"], rows_per_part=n, tmp_dir=out / "tmp"
     )
+    started = time.perf_counter()
+    part = writer.write_part("members", 0, rows)
+    ours = time.perf_counter() - started
+    started = time.perf_counter()
+    reference = reference_write(out / "reference.csv.gz", ["email", "maid"], rows)
+    stdlib = time.perf_counter() - started
+    text = gzip.decompress((out / "reference.csv.gz").read_bytes())
+    result = {
+        "rows": n,
+        "dropwriter_s": ours,
+        "stdlib_s": stdlib,
+        "identical": part.sha256 == reference,
+        "csv_mb": len(text) / 1e6,
+        "deflate": {"zlib-1": _deflate_seconds(zlib, text)},
+    }
+    try:
+        from isal import isal_zlib
+
+        result["deflate"]["isal-1"] = _deflate_seconds(isal_zlib, text)
+    except ImportError:
+        pass
+    shutil.rmtree(out, ignore_errors=True)
+    return result
+
+
+def _deflate_seconds(module, data: bytes) -> tuple[float, int]:
+    started = time.perf_counter()
+    compressor = module.compressobj(1, module.DEFLATED, -15)
+    size = sum(len(compressor.compress(data[i : i + (1 << 21)])) for i in range(0, len(data), 1 << 21))
+    size += len(compressor.flush())
+    return time.perf_counter() - started, size
 
 
 # --- orchestration ---------------------------------------------------------------------------
 
 
 def run_path(path: str, db: Path, size: int, kinds: str, args: argparse.Namespace) -> dict:
-    out = Path(args.workdir) / f"{path}-{kinds.replace(',', '_')}-{size}.csv.gz"
-    command = [
-        sys.executable,
-        __file__,
-        "--worker",
-        path,
-        "--db",
-        str(db),
-        "--kinds",
-        kinds,
-        "--format",
-        args.format,
-        "--chunk-rows",
-        str(args.chunk_rows),
-        "--compresslevel",
-        str(args.compresslevel),
-        "--out",
-        str(out),
-        "--duckdb-memory",
-        args.duckdb_memory,
-    ]
+    out = Path(args.workdir) / f"out-{path}-{kinds.replace(',', '_')}-{size}"
+    command = [sys.executable, __file__, "--worker", path, "--db", str(db), "--kinds", kinds, "--out", str(out)]
+    command += ["--format", args.format, "--chunk-rows", str(args.chunk_rows), "--duckdb-memory", args.duckdb_memory]
+    command += ["--rows-per-part", str(args.rows_per_part), "--writer-rows", str(args.writer_rows)]
+    command += ["--keep"] if args.keep else []
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    if not args.keep and out.exists():
-        out.unlink()
-    return result
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def report(size: int, workload: str, results: dict[str, dict]) -> None:
-    print(f"\n== {size:,} members, identifiers {workload}, one gzip CSV ==")
-    rate = {p: r["rows"] / r["seconds"] for p, r in results.items() if "rows" in r}
+    print(f"\n== {size:,} members, identifiers {workload}: normalize + hash + DropWriter parts in a folder ==")
+    # Every path reads all ``size`` members (those without any identifier are not written).
+    rate = {p: size / r["seconds"] for p, r in results.items() if "seconds" in r}
+    per_cpu = {p: size / r["cpu_seconds"] for p, r in results.items() if "seconds" in r}
     base_plain, base_sdk = rate.get("plain"), rate.get("sdk")
-    print(f"{'path':8} {'members/s':>12} {'x plain':>8} {'x sdk':>7} {'peak MiB':>9} {'MB out':>7}")
+    header = f"{'path':8} {'members/s':>11} {'x plain':>8} {'x sdk':>7} {'members/cpu-s':>14} {'peak MiB':>9}"
+    print(f"{header} {'MB out':>7} {'rows out':>10}")
     for path, result in results.items():
         if "error" in result:
-            print(f"{path:8} skipped: {result['error']}")
+            print(f"{path:8} failed: {result['error']}")
             continue
         r = rate[path]
         vs_plain = f"{r / base_plain:8.2f}" if base_plain else f"{'-':>8}"
         vs_sdk = f"{r / base_sdk:7.2f}" if base_sdk else f"{'-':>7}"
         print(
-            f"{path:8} {r:12,.0f} {vs_plain} {vs_sdk} {result['peak_rss_mib']:9.0f} {result['file_bytes'] / 1e6:7.1f}"
+            f"{path:8} {r:11,.0f} {vs_plain} {vs_sdk} {per_cpu[path]:14,.0f} "
+            f"{result['peak_rss_mib']:9.0f} {result['bytes'] / 1e6:7.1f} {result['written']:10,}"
         )
-    digests = {results[p]["file_sha256"] for p in ("ours", "oursfast", "sql", "sqlcsv") if "rows" in results.get(p, {})}
+    digests = {tuple(results[p]["parts_sha256"]) for p in IDENTICAL if "seconds" in results.get(p, {})}
     if digests:
-        same = "identical" if len(digests) == 1 else "DIFFERENT (bug!)"
-        print(f"ours/oursfast/sql/sqlcsv output files: {same}")
-    if results.get("ours", {}).get("stats"):
-        print(f"drop counts (ours): {json.dumps(results['ours']['stats'])}")
+        print(f"ours/oursmp/sql/sqlcsv parts: {'identical' if len(digests) == 1 else 'DIFFERENT (bug!)'}")
+    for path in IDENTICAL:
+        if results.get(path, {}).get("stats"):
+            print(f"drop counts ({path}): {json.dumps(results[path]['stats'])}")
+            break
+
+
+def report_writer(result: dict) -> None:
+    print(f"\n== writer alone: {result['rows']:,} pre-hashed rows (email,maid), {result['csv_mb']:.0f} MB of CSV ==")
+    ours, stdlib = result["dropwriter_s"], result["stdlib_s"]
+    print(f"DropWriter (joined lines, deflate in a thread) {result['rows'] / ours:12,.0f} rows/s")
+    speedup = f"DropWriter is x{stdlib / ours:.2f}"
+    print(f"csv.writer + gzip.GzipFile (previous writer)   {result['rows'] / stdlib:12,.0f} rows/s  ({speedup})")
+    print(f"same bytes: {'yes' if result['identical'] else 'NO (bug!)'}")
+    for name, (seconds, size) in result["deflate"].items():
+        print(f"deflate {name:7} {result['csv_mb'] / seconds:7.0f} MB/s in, {size / 1e6:6.1f} MB out")
 
 
 def main() -> None:
@@ -482,36 +469,45 @@ def main() -> None:
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--format", default="sha256", help="hashing format (sha256 = SDK's)")
-    parser.add_argument("--chunk-rows", type=int, default=65536)
-    parser.add_argument("--compresslevel", type=int, default=1)
+    parser.add_argument("--chunk-rows", type=int, default=16384)
+    parser.add_argument("--rows-per-part", type=int, default=1_000_000)
+    parser.add_argument("--writer-rows", type=int, default=1_000_000, help="rows for the writer-alone table (0: skip)")
     parser.add_argument("--workdir", default=str(ROOT / "bench" / ".data"))
-    parser.add_argument("--keep", action="store_true", help="keep the output files")
+    parser.add_argument("--keep", action="store_true", help="keep the database and the output folders")
     parser.add_argument("--duckdb-memory", default="64MB", help="DuckDB memory_limit in workers")
-    parser.add_argument("--worker", choices=PATHS, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=[*PATHS, "writer"], help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--kinds", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args)
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+        result = run_writer_worker(args) if args.worker == "writer" else run_worker(args)
+        print(json.dumps(result))
         return
     sizes = [20_000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    if args.quick:
+        args.writer_rows = min(args.writer_rows, 20_000)
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    print(f"cpus={os.cpu_count()} format={args.format} compresslevel={args.compresslevel}")
+    print(f"cpus={os.cpu_count()} format={args.format} chunk_rows={args.chunk_rows} load={os.getloadavg()[0]:.1f}")
     for size in sizes:
         db = Path(args.workdir) / f"members-{size}.duckdb"
         db.unlink(missing_ok=True)
         print(f"\ngenerating {size:,} members ... {generate(db, size):.1f} s")
         for workload in args.workloads.split(","):
             kinds = workload.replace("+", ",")
-            results = {}
-            for path in args.paths.split(","):
-                if path == "sqlcsv" and "phone" in kinds:
-                    continue
-                results[path] = run_path(path, db, size, kinds, args)
+            paths = [p for p in args.paths.split(",") if not (p == "sqlcsv" and "phone" in kinds)]
+            results = {path: run_path(path, db, size, kinds, args) for path in paths}
             report(size, workload, results)
         if not args.keep:
             db.unlink(missing_ok=True)
+    if args.writer_rows:
+        result = run_path("writer", Path(), args.writer_rows, "email,maid", args)
+        if "error" in result:
+            print(f"\nwriter alone: failed: {result['error']}")
+        else:
+            report_writer(result)
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (other jobs on the machine slow every path)")
 
 
 if __name__ == "__main__":

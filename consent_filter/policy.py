@@ -6,13 +6,48 @@ from dataclasses import dataclass, field
 
 # EU 27 plus Iceland, Liechtenstein and Norway (ISO 3166-1 alpha-2; Greece is GR).
 EEA: frozenset[str] = frozenset(
-    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE IS LI NO".split()
+    [
+        "AT",
+        "BE",
+        "BG",
+        "HR",
+        "CY",
+        "CZ",
+        "DK",
+        "EE",
+        "FI",
+        "FR",
+        "DE",
+        "GR",
+        "HU",
+        "IE",
+        "IT",
+        "LV",
+        "LT",
+        "LU",
+        "MT",
+        "NL",
+        "PL",
+        "PT",
+        "RO",
+        "SK",
+        "SI",
+        "ES",
+        "SE",
+        "IS",
+        "LI",
+        "NO",
+    ]
 )
 
 # Rule numbers of consent.md, in the order they are applied; 0 = passes every rule.
 PASSES, SUPPRESSED, UNDER_AGE, NO_PERMISSION, NO_IDENTIFIER = 0, 1, 2, 3, 4
-RULE_NAMES = {SUPPRESSED: "suppressed", UNDER_AGE: "under_age", NO_PERMISSION: "no_permission",
-              NO_IDENTIFIER: "no_identifier"}
+RULE_NAMES = {
+    SUPPRESSED: "suppressed",
+    UNDER_AGE: "under_age",
+    NO_PERMISSION: "no_permission",
+    NO_IDENTIFIER: "no_identifier",
+}
 
 
 @dataclass(frozen=True)

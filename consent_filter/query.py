@@ -53,8 +53,13 @@ def _case(*whens: tuple[exp.Expression, exp.Expression], default: exp.Expression
     return case.else_(default, copy=False)
 
 
-def newest_decisions(policy: ConsentPolicy, purposes: tuple[str, ...], as_of: datetime,
-                     consent_table: Table | None, member_keys: exp.Select | None = None) -> exp.Select:
+def newest_decisions(
+    policy: ConsentPolicy,
+    purposes: tuple[str, ...],
+    as_of: datetime,
+    consent_table: Table | None,
+    member_keys: exp.Select | None = None,
+) -> exp.Select:
     """Per profile: how many required purposes are validly granted, and how many are denied.
 
     The newest decision per (profile, purpose) at `as_of` wins; on a tie `denied` wins.
@@ -71,27 +76,40 @@ def newest_decisions(policy: ConsentPolicy, purposes: tuple[str, ...], as_of: da
     is_denied = exp.EQ(this=col("status", c), expression=_s("denied"))
     valid_grant = exp.and_(
         exp.EQ(this=col("status", c), expression=_s("granted")),
-        exp.or_(exp.Is(this=col("expires_at", c), expression=exp.Null()),
-                exp.GTE(this=col("expires_at", c), expression=timestamp_literal(as_of, expires_kind))),
-        copy=False)
+        exp.or_(
+            exp.Is(this=col("expires_at", c), expression=exp.Null()),
+            exp.GTE(this=col("expires_at", c), expression=timestamp_literal(as_of, expires_kind)),
+        ),
+        copy=False,
+    )
     when = lambda cond: exp.Max(this=_case((cond, updated.copy()), default=exp.Null()))  # noqa: E731
     per_purpose = (
-        exp.select(col("profile_key", c), exp.alias_(exp.Max(this=updated.copy()), "newest"),
-                   exp.alias_(when(is_denied), "newest_denied"), exp.alias_(when(valid_grant), "newest_grant"))
+        exp.select(
+            col("profile_key", c),
+            exp.alias_(exp.Max(this=updated.copy()), "newest"),
+            exp.alias_(when(is_denied), "newest_denied"),
+            exp.alias_(when(valid_grant), "newest_grant"),
+        )
         .from_(table_ref(consent_table or Table(policy.table, {}), c))
-        .where(exp.and_(
-            exp.In(this=col("purpose", c), expressions=[_s(p) for p in purposes]),
-            exp.LTE(this=updated.copy(), expression=timestamp_literal(as_of, updated_kind)),
-            copy=False), copy=False)
+        .where(
+            exp.and_(
+                exp.In(this=col("purpose", c), expressions=[_s(p) for p in purposes]),
+                exp.LTE(this=updated.copy(), expression=timestamp_literal(as_of, updated_kind)),
+                copy=False,
+            ),
+            copy=False,
+        )
         .group_by(col("profile_key", c), col("purpose", c))
     )
     if member_keys is not None:  # only the audience's members' decisions are read
         per_purpose = per_purpose.where(exp.In(this=col("profile_key", c), query=member_keys.subquery()), copy=False)
     d = "d"
     denied = exp.EQ(this=col("newest_denied", d), expression=col("newest", d))
-    granted = exp.and_(exp.EQ(this=col("newest_grant", d), expression=col("newest", d)),
-                       exp.Not(this=exp.Paren(this=exp.Coalesce(this=denied.copy(), expressions=[exp.false()]))),
-                       copy=False)
+    granted = exp.and_(
+        exp.EQ(this=col("newest_grant", d), expression=col("newest", d)),
+        exp.Not(this=exp.Paren(this=exp.Coalesce(this=denied.copy(), expressions=[exp.false()]))),
+        copy=False,
+    )
     one, zero = exp.Literal.number(1), exp.Literal.number(0)
     return (
         exp.select(
@@ -117,8 +135,9 @@ def basis_expression(policy: ConsentPolicy, country: exp.Expression | None) -> e
     if not groups:
         return default
     upper = exp.Upper(this=exp.Trim(this=country))
-    whens = [(exp.In(this=upper.copy(), expressions=[_s(c) for c in codes]), _s(basis))
-             for basis, codes in groups.items()]
+    whens = [
+        (exp.In(this=upper.copy(), expressions=[_s(c) for c in codes]), _s(basis)) for basis, codes in groups.items()
+    ]
     return _case(*whens, default=default)
 
 
@@ -135,9 +154,11 @@ def email_is_valid(email: exp.Expression) -> exp.Expression:
 
 def identifier_present(kind: str, column: exp.Expression, fmt: str) -> exp.Expression:
     """Rule 4 as far as SQL can tell exactly; phone validity is confirmed when hashing."""
-    present = exp.and_(exp.Not(this=exp.Is(this=column, expression=exp.Null())),
-                       exp.GT(this=exp.Length(this=exp.Trim(this=column.copy())), expression=exp.Literal.number(0)),
-                       copy=False)
+    present = exp.and_(
+        exp.Not(this=exp.Is(this=column, expression=exp.Null())),
+        exp.GT(this=exp.Length(this=exp.Trim(this=column.copy())), expression=exp.Literal.number(0)),
+        copy=False,
+    )
     if kind == "maid" and fmt == "uid2":
         return exp.false()
     if kind == "email":
@@ -161,15 +182,20 @@ def holdout_bucket(audience: str, key: exp.Expression, dialect: str) -> exp.Expr
         hex8 = exp.Substring(this=exp.func("SHA256", text), start=exp.Literal.number(1), length=exp.Literal.number(8))
         number = exp.cast(exp.func("CONCAT", _s("0x"), hex8), exp.DataType.Type.BIGINT)
     else:
-        hex8 = exp.Substring(this=exp.SHA2(this=text, length=exp.Literal.number(256)),
-                             start=exp.Literal.number(1), length=exp.Literal.number(8))
+        hex8 = exp.Substring(
+            this=exp.SHA2(this=text, length=exp.Literal.number(256)),
+            start=exp.Literal.number(1),
+            length=exp.Literal.number(8),
+        )
         number = _hex_to_int(hex8, dialect)
     return exp.Mod(this=number, expression=exp.Literal.number(10000))
 
 
 def _hex_to_int(hex8: exp.Expression, dialect: str) -> exp.Expression:
     if dialect in ("spark", "databricks"):
-        return exp.cast(exp.func("CONV", hex8, exp.Literal.number(16), exp.Literal.number(10)), exp.DataType.Type.BIGINT)
+        return exp.cast(
+            exp.func("CONV", hex8, exp.Literal.number(16), exp.Literal.number(10)), exp.DataType.Type.BIGINT
+        )
     if dialect == "snowflake":
         return exp.func("TO_NUMBER", hex8, _s("XXXXXXXX"))
     if dialect == "trino":
@@ -188,10 +214,20 @@ def holdout_bucket_py(audience: str, key: object) -> int:
 MEMBERS = "audience_members"
 
 
-def consent_query(definition: exp.Select, catalog: Catalog, policy: ConsentPolicy, target: ExportTarget,
-                  as_of: datetime, *, audience: str, holdout_percent: float, dialect: str,
-                  consent_table: Table | None = None, passthrough: tuple[str, ...] = (),
-                  members_cte: bool = True) -> exp.Select:
+def consent_query(
+    definition: exp.Select,
+    catalog: Catalog,
+    policy: ConsentPolicy,
+    target: ExportTarget,
+    as_of: datetime,
+    *,
+    audience: str,
+    holdout_percent: float,
+    dialect: str,
+    consent_table: Table | None = None,
+    passthrough: tuple[str, ...] = (),
+    members_cte: bool = True,
+) -> exp.Select:
     """The consent filter over the definition's members: one row per matched profile.
 
     Columns: profile_key, profile_country, id_<type> per identifier type of the target,
@@ -208,27 +244,41 @@ def consent_query(definition: exp.Select, catalog: Catalog, policy: ConsentPolic
     perms = "perm"
     if members_cte:
         m = "m"
-        decisions = newest_decisions(policy, target.purposes, as_of, consent_table,
-                                     exp.select(col("profile_key", MEMBERS)).from_(MEMBERS))
-        q = (exp.select(exp.alias_(col("profile_key", m), "profile_key"), *[col(c, m) for c in passthrough])
-             .from_(exp.Table(this=exp.to_identifier(MEMBERS), alias=exp.TableAlias(this=exp.to_identifier(m))))
-             .join(table_ref(catalog.profile, p), on=exp.EQ(this=key.copy(), expression=col("profile_key", m)),
-                   copy=False)
-             .with_(MEMBERS, as_=definition.copy(), materialized=dialect in ("duckdb", "postgres"), copy=False))
+        decisions = newest_decisions(
+            policy, target.purposes, as_of, consent_table, exp.select(col("profile_key", MEMBERS)).from_(MEMBERS)
+        )
+        q = (
+            exp.select(exp.alias_(col("profile_key", m), "profile_key"), *[col(c, m) for c in passthrough])
+            .from_(exp.Table(this=exp.to_identifier(MEMBERS), alias=exp.TableAlias(this=exp.to_identifier(m))))
+            .join(
+                table_ref(catalog.profile, p), on=exp.EQ(this=key.copy(), expression=col("profile_key", m)), copy=False
+            )
+            .with_(MEMBERS, as_=definition.copy(), materialized=dialect in ("duckdb", "postgres"), copy=False)
+        )
     else:
         decisions = newest_decisions(policy, target.purposes, as_of, consent_table)
         q = definition.copy()
-    q = q.join(decisions.subquery(perms),
-               on=exp.EQ(this=col("profile_key", perms), expression=key.copy()), join_type="left", copy=False)
+    q = q.join(
+        decisions.subquery(perms),
+        on=exp.EQ(this=col("profile_key", perms), expression=key.copy()),
+        join_type="left",
+        copy=False,
+    )
     stages: list[tuple[exp.Expression, exp.Expression]] = []
     if policy.suppression_table:
         supp = "supp"
-        distinct_keys = (exp.select(col("profile_key", "s")).distinct()
-                         .from_(table_ref(Table(policy.suppression_table, {}), "s")))
-        q = q.join(distinct_keys.subquery(supp), on=exp.EQ(this=col("profile_key", supp), expression=key.copy()),
-                   join_type="left", copy=False)
-        stages.append((exp.Not(this=exp.Is(this=col("profile_key", supp), expression=exp.Null())),
-                       exp.Literal.number(SUPPRESSED)))
+        distinct_keys = (
+            exp.select(col("profile_key", "s")).distinct().from_(table_ref(Table(policy.suppression_table, {}), "s"))
+        )
+        q = q.join(
+            distinct_keys.subquery(supp),
+            on=exp.EQ(this=col("profile_key", supp), expression=key.copy()),
+            join_type="left",
+            copy=False,
+        )
+        stages.append(
+            (exp.Not(this=exp.Is(this=col("profile_key", supp), expression=exp.Null())), exp.Literal.number(SUPPRESSED))
+        )
     basis = basis_expression(policy, country)
     opt_out = exp.EQ(this=basis, expression=_s("opt_out"))
     if catalog.birth_date_column:
@@ -245,14 +295,20 @@ def consent_query(definition: exp.Select, catalog: Catalog, policy: ConsentPolic
     granted = exp.Coalesce(this=col("granted", perms), expressions=[zero.copy()])
     denied = exp.Coalesce(this=col("denied", perms), expressions=[zero.copy()])
     needed = exp.Literal.number(len(set(target.purposes)))
-    permitted = _case((opt_out.copy(), exp.EQ(this=denied, expression=zero.copy())),
-                      default=exp.GTE(this=granted, expression=needed))
+    permitted = _case(
+        (opt_out.copy(), exp.EQ(this=denied, expression=zero.copy())), default=exp.GTE(this=granted, expression=needed)
+    )
     stages.append((exp.Not(this=exp.Paren(this=permitted)), exp.Literal.number(NO_PERMISSION)))
-    present = [identifier_present(kind, col(catalog.identifiers[kind], p), target.format)
-               for kind in target.identifiers if kind in catalog.identifiers]
+    present = [
+        identifier_present(kind, col(catalog.identifiers[kind], p), target.format)
+        for kind in target.identifiers
+        if kind in catalog.identifiers
+    ]
     has_identifier = exp.or_(*present, copy=False) if present else exp.false()
     stages.append((exp.Not(this=exp.Paren(this=has_identifier)), exp.Literal.number(NO_IDENTIFIER)))
-    columns: list[exp.Expression] = [exp.alias_(country.copy(), COUNTRY) if country else exp.alias_(exp.Null(), COUNTRY)]
+    columns: list[exp.Expression] = [
+        exp.alias_(country.copy(), COUNTRY) if country else exp.alias_(exp.Null(), COUNTRY)
+    ]
     for kind in target.identifiers:
         source = col(catalog.identifiers[kind], p) if kind in catalog.identifiers else exp.Null()
         columns.append(exp.alias_(source, identifier_alias(kind)))
@@ -272,13 +328,25 @@ def consent_query(definition: exp.Select, catalog: Catalog, policy: ConsentPolic
 def exportable(consented: exp.Select) -> exp.Select:
     """Only the rows that pass every rule and are not in the holdout."""
     inner = "c"
-    return (exp.select(exp.Star()).from_(consented.subquery(inner))
-            .where(exp.and_(exp.EQ(this=col(STAGE, inner), expression=exp.Literal.number(PASSES)),
-                            exp.Not(this=col(HELD_OUT, inner)), copy=False), copy=False))
+    return (
+        exp.select(exp.Star())
+        .from_(consented.subquery(inner))
+        .where(
+            exp.and_(
+                exp.EQ(this=col(STAGE, inner), expression=exp.Literal.number(PASSES)),
+                exp.Not(this=col(HELD_OUT, inner)),
+                copy=False,
+            ),
+            copy=False,
+        )
+    )
 
 
 def funnel_query(consented: exp.Select) -> exp.Select:
     """Counts per (stage, held_out): everything the funnel needs in one small result."""
     inner = "c"
-    return (exp.select(col(STAGE, inner), col(HELD_OUT, inner), exp.alias_(exp.Count(this=exp.Star()), "n"))
-            .from_(consented.subquery(inner)).group_by(col(STAGE, inner), col(HELD_OUT, inner)))
+    return (
+        exp.select(col(STAGE, inner), col(HELD_OUT, inner), exp.alias_(exp.Count(this=exp.Star()), "n"))
+        .from_(consented.subquery(inner))
+        .group_by(col(STAGE, inner), col(HELD_OUT, inner))
+    )

@@ -23,15 +23,30 @@ def ts(text: str) -> datetime:
 
 
 TABLES: dict[str, list[tuple[str, str]]] = {
-    "fans": [("fan_id", "BIGINT"), ("email", "VARCHAR"), ("phone", "VARCHAR"), ("city", "VARCHAR"),
-             ("country", "VARCHAR"), ("birth_date", "DATE"), ("score", "INTEGER"), ("vip", "BOOLEAN"),
-             ("signup_at", "TIMESTAMP"), ("religion", "VARCHAR")],
+    "fans": [
+        ("fan_id", "BIGINT"),
+        ("email", "VARCHAR"),
+        ("phone", "VARCHAR"),
+        ("city", "VARCHAR"),
+        ("country", "VARCHAR"),
+        ("birth_date", "DATE"),
+        ("score", "INTEGER"),
+        ("vip", "BOOLEAN"),
+        ("signup_at", "TIMESTAMP"),
+        ("religion", "VARCHAR"),
+    ],
     "streams": [("fan_id", "BIGINT"), ("played_at", "TIMESTAMP"), ("genre", "VARCHAR"), ("seconds", "INTEGER")],
     "purchases": [("fan_id", "BIGINT"), ("purchased_at", "TIMESTAMP"), ("category", "VARCHAR"), ("amount", "DOUBLE")],
     "clip_samples": [("fan_id", "BIGINT"), ("sampled_at", "TIMESTAMP"), ("artist", "VARCHAR")],
     "mood_scores": [("fan_id", "BIGINT"), ("scored_at", "TIMESTAMP"), ("mood", "VARCHAR")],
-    "consents": [("profile_key", "BIGINT"), ("purpose", "VARCHAR"), ("status", "VARCHAR"),
-                 ("updated_at", "TIMESTAMP"), ("expires_at", "TIMESTAMP"), ("source", "VARCHAR")],
+    "consents": [
+        ("profile_key", "BIGINT"),
+        ("purpose", "VARCHAR"),
+        ("status", "VARCHAR"),
+        ("updated_at", "TIMESTAMP"),
+        ("expires_at", "TIMESTAMP"),
+        ("source", "VARCHAR"),
+    ],
     "suppressions": [("profile_key", "BIGINT")],
 }
 
@@ -39,13 +54,35 @@ INJECTION_CITY = "O'Brien; DROP TABLE fans; --"
 
 ROWS: dict[str, list[tuple[Any, ...]]] = {
     "fans": [
-        (1, "Fan.One@Example.com", "+44 7700 900001", "London", "GB", date(1990, 1, 1), 10, True, ts("2026-01-05 10:00:00"), None),
+        (
+            1,
+            "Fan.One@Example.com",
+            "+44 7700 900001",
+            "London",
+            "GB",
+            date(1990, 1, 1),
+            10,
+            True,
+            ts("2026-01-05 10:00:00"),
+            None,
+        ),
         (2, "two@example.com", None, "London", "GB", date(1985, 5, 5), None, False, ts("2025-12-31 23:59:59"), "x"),
         (3, "three@example.com", None, "Paris", "FR", date(2000, 2, 2), 5, None, ts("2026-02-01 00:00:00"), None),
         (4, "four@example.com", None, None, "US", None, 1, False, None, None),
         (5, "five@example.com", None, "Lon%don", "DE", date(1995, 3, 3), 7, False, ts("2026-03-01 00:00:00"), None),
         (6, "six@example.com", None, "london", "GB", date(1999, 9, 9), 10, False, ts("2026-04-01 00:00:00"), None),
-        (7, "seven@example.com", None, INJECTION_CITY, "IE", date(1980, 8, 8), 3, False, ts("2026-05-01 00:00:00"), None),
+        (
+            7,
+            "seven@example.com",
+            None,
+            INJECTION_CITY,
+            "IE",
+            date(1980, 8, 8),
+            3,
+            False,
+            ts("2026-05-01 00:00:00"),
+            None,
+        ),
         (8, None, None, "Manchester", "GB", date(2001, 1, 1), 2, False, ts("2026-06-01 00:00:00"), None),
     ],
     "streams": [
@@ -143,7 +180,9 @@ timestamp = "scored_at"
 
 [sensitive]
 columns = {{ "fans.religion" = "user.demographic.religious_belief" }}
-values = [ {{ column = "purchases.category", values = ["pharmacy", "fertility"], category = "user.health_and_medical" }} ]
+values = [
+  {{ column = "purchases.category", values = ["pharmacy", "fertility"], category = "user.health_and_medical" }},
+]
 tables = {{ "mood_scores" = "user.inferred.emotion" }}
 {extra}
 '''
@@ -194,8 +233,9 @@ def pg_url(schema: str) -> str:
 
 
 @contextmanager
-def project_on(engine: str, tmp: Path, audiences: str, extra_config: str = "",
-               rows: dict[str, list[tuple[Any, ...]]] | None = None) -> Iterator[Path]:
+def project_on(
+    engine: str, tmp: Path, audiences: str, extra_config: str = "", rows: dict[str, list[tuple[Any, ...]]] | None = None
+) -> Iterator[Path]:
     """A project folder over the fixture warehouse on `engine` ("duckdb" or "postgres")."""
     (tmp / "audiences").mkdir(parents=True, exist_ok=True)
     (tmp / "audiences" / "test.aud").write_text(audiences, encoding="utf-8")

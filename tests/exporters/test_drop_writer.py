@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import csv
 import errno
 import gzip
 import hashlib
+import io
 import itertools
 import json
 import os
 import re
+import string
+import tempfile
+import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from exporters import drop_writer
 from exporters.drop_writer import DropWriter, PartInfo, split_parts
 from exporters.objectstore import (
     ExportStoreError,
@@ -67,9 +77,7 @@ def root(tmp_path: Path) -> Path:
 def writer(root: Path, tmp_path: Path) -> DropWriter:
     work = tmp_path / "work"
     work.mkdir()
-    return DropWriter(
-        FileStore(root), "vip", "run-1", ["email", "phone"], rows_per_part=2, tmp_dir=work
-    )
+    return DropWriter(FileStore(root), "vip", "run-1", ["email", "phone"], rows_per_part=2, tmp_dir=work)
 
 
 def test_run_layout_parts_then_manifest(writer: DropWriter, root: Path) -> None:
@@ -173,9 +181,7 @@ def test_rerun_writes_identical_bytes(tmp_path: Path) -> None:
     assert info_a == info_b
     assert info_a.sha256 == sha256_of(tmp_path / "a" / key)
     manifest_key = "vip/run-1/manifest.json"
-    assert (tmp_path / "a" / manifest_key).read_bytes() == (
-        tmp_path / "b" / manifest_key
-    ).read_bytes()
+    assert (tmp_path / "a" / manifest_key).read_bytes() == (tmp_path / "b" / manifest_key).read_bytes()
     assert (
         (tmp_path / "a" / manifest_key)
         .read_text(encoding="utf-8")
@@ -210,9 +216,7 @@ def test_failing_row_source_leaves_nothing_behind(writer: DropWriter, root: Path
     assert list(writer.tmp_dir.iterdir()) == []
 
 
-def test_failed_fsync_leaves_no_partial_file(
-    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_fsync_leaves_no_partial_file(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = tmp_path / "part.bin"
     source.write_bytes(b"x" * 100_000)
     store = FileStore(root)
@@ -225,8 +229,7 @@ def test_failed_fsync_leaves_no_partial_file(
         store.put_file("vip/run-1/adds-00000.csv.gz", source, sha256_of(source))
 
     assert str(caught.value) == (
-        f"write failed for {(root / 'vip/run-1/adds-00000.csv.gz').as_uri()}: "
-        "No space left on device"
+        f"write failed for {(root / 'vip/run-1/adds-00000.csv.gz').as_uri()}: No space left on device"
     )
     assert all_files(root) == []
     assert store.list() == []
@@ -321,9 +324,7 @@ def test_manifest_rules(writer: DropWriter) -> None:
 
 def test_names_are_checked() -> None:
     store = FileStore(Path("/nonexistent"))
-    with pytest.raises(
-        ValueError, match=re.escape("audience '../x' cannot be used as a folder name")
-    ):
+    with pytest.raises(ValueError, match=re.escape("audience '../x' cannot be used as a folder name")):
         DropWriter(store, "../x", "run-1", ["email"])
     with pytest.raises(ValueError, match="column 'E-mail' is not an identifier type name"):
         DropWriter(store, "vip", "run-1", ["E-mail"])
@@ -404,3 +405,213 @@ def test_file_store_lists_below_a_nested_prefix(root: Path) -> None:
     assert store.list("vip/run-1/") == ["vip/run-1/a.csv.gz"]
     assert store.list("vip/run-3/") == []
     assert store.list("nope") == []
+
+
+# --- The fast writer (joined lines, compression in a thread) against the standard library ---
+#
+# The reference is what the writer did before it was made fast: ``csv.writer`` rows into one
+# ``gzip.GzipFile(filename="", mtime=0, compresslevel=1)``. Every part must match it byte for
+# byte, whichever path (joined or csv.writer) each block of rows took.
+
+HEX = "0123456789abcdef"
+_hex64 = st.text(HEX, min_size=64, max_size=64)
+_base64_44 = st.text(string.ascii_letters + string.digits + "+/", min_size=43, max_size=43).map(lambda s: s + "=")
+_uuid = st.uuids().map(str)
+# Long enough to pass the short-cell check, with one character CSV must quote (or not).
+_long_odd = st.builds(
+    lambda value, char, at: value[:at] + char + value[at:],
+    _hex64,
+    st.sampled_from([",", '"', "\n", "\r", "\x00", " ", "'", ";", "\t", "é"]),
+    st.integers(min_value=0, max_value=64),
+)
+# Values that are not hashes but are legal cells: short words, and text CSV must quote.
+_odd = st.one_of(
+    st.text(string.ascii_letters + "-_", min_size=1, max_size=20),
+    st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30),
+    st.sampled_from(["a,b", 'say "hi"', "two\nlines", "cr\rlf", "\x00", "ü" * 20, ",", '"']),
+    _long_odd,
+)
+_cells = st.one_of(st.none(), _hex64, _base64_44, _uuid, _odd)
+
+
+def reference_gzip_csv(columns: list[str], rows: list) -> bytes:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(columns)
+    writer.writerows(["" if cell is None else cell for cell in row] for row in rows)
+    out = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=out, compresslevel=1, mtime=0) as compressed:
+        compressed.write(text.getvalue().encode("utf-8"))
+    return out.getvalue()
+
+
+def looks_raw(cell: str) -> bool:
+    """The writer's guard, restated: an "@", or 6-15 digits with an optional "+"."""
+    digits = cell[1:] if cell.startswith("+") else cell
+    return "@" in cell or (6 <= len(digits) <= 15 and digits.isdigit())
+
+
+def acceptable(row: tuple) -> bool:
+    return any(row) and not any(cell is not None and looks_raw(cell) for cell in row)
+
+
+def write_and_read(tmp: Path, columns: list[str], rows: list) -> tuple[PartInfo, bytes]:
+    writer = DropWriter(FileStore(tmp), "vip", "run-1", columns, rows_per_part=len(rows) + 1)
+    info = writer.write_part("members", 0, rows)
+    return info, (tmp / info.key).read_bytes()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    width=st.integers(min_value=1, max_value=3),
+    data=st.data(),
+    batch_rows=st.sampled_from([1, 2, 3, 7, 16384]),
+)
+def test_parts_are_byte_identical_to_csv_writer_and_gzipfile(width: int, data: st.DataObject, batch_rows: int) -> None:
+    columns = ["email", "phone", "maid"][:width]
+    plain = st.tuples(*[st.one_of(st.none(), _hex64, _base64_44, _uuid)] * width)
+    mixed = st.tuples(*[_cells] * width)
+    rows = data.draw(st.lists(st.one_of(plain, plain, mixed).filter(acceptable), max_size=40))
+    as_lists = data.draw(st.booleans())
+    if as_lists:
+        rows = [list(row) for row in rows]
+    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as tmp:
+        patch.setattr(drop_writer, "_BATCH_ROWS", batch_rows)
+        info, stored = write_and_read(Path(tmp), columns, rows)
+    expected = reference_gzip_csv(columns, rows)
+    assert stored == expected
+    assert (info.rows, info.bytes, info.sha256) == (len(rows), len(expected), hashlib.sha256(expected).hexdigest())
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), batch_rows=st.sampled_from([1, 2, 5, 16384]))
+def test_hash_like_values_with_one_odd_character_match_the_reference(data: st.DataObject, batch_rows: int) -> None:
+    # Aims at the joined path's own checks: everything else about these rows is ordinary.
+    plain = st.tuples(st.one_of(st.none(), _hex64), _hex64)
+    odd = st.tuples(st.one_of(st.none(), _hex64), _long_odd)
+    rows = data.draw(st.lists(st.one_of(plain, odd), min_size=1, max_size=12))
+    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as tmp:
+        patch.setattr(drop_writer, "_BATCH_ROWS", batch_rows)
+        _, stored = write_and_read(Path(tmp), ["email", "maid"], rows)
+    assert stored == reference_gzip_csv(["email", "maid"], rows)
+
+
+def test_many_blocks_mixing_joined_and_quoted_rows_match_the_reference(tmp_path: Path) -> None:
+    # 50,000 rows: several blocks of 16,384; one block holds a cell that needs quoting, one a
+    # short non-digit cell (checked, then allowed), the rest take the joined path.
+    digests = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(50_000)]
+    rows: list = [
+        (digests[i], None if i % 3 == 0 else digests[-i], None if i % 5 else str(uuid.UUID(int=i)))
+        for i in range(50_000)
+    ]
+    rows[20_000] = (digests[0], 'quoted "value", with comma', None)
+    rows[40_000] = ["abc", None, None]
+
+    info, stored = write_and_read(tmp_path, ["email", "phone", "maid"], rows)
+
+    assert stored == reference_gzip_csv(["email", "phone", "maid"], rows)
+    assert info.rows == 50_000
+    lines = gzip.decompress(stored).decode().split("\n")
+    assert lines[0] == "email,phone,maid"
+    assert lines[1] == f"{digests[0]},,{uuid.UUID(int=0)}"
+    assert lines[20_001] == f'{digests[0]},"quoted ""value"", with comma",'
+    assert lines[40_001] == "abc,,"
+
+
+def test_errors_name_the_right_row_in_a_later_block(tmp_path: Path) -> None:
+    writer = DropWriter(FileStore(tmp_path / "drop"), "vip", "run-1", ["email", "phone"], tmp_dir=tmp_path)
+    good = [(E1, P1)] * 20_000
+
+    with pytest.raises(ValueError) as caught:
+        writer.write_part("adds", 0, [*good, (E2, "+4915112345678"), (E1, P1)])
+    assert str(caught.value) == "row 20001 column phone: value is not a hashed identifier"
+
+    with pytest.raises(ValueError, match=r"^row 20001 has no identifier$"):
+        writer.write_part("adds", 0, [*good, (None, None)])
+    with pytest.raises(TypeError, match=r"^row 20002: values must be str or None$"):
+        writer.write_part("adds", 0, [*good, (E1, None), (E1, 42)])
+    with pytest.raises(ValueError, match=r"^row 20001 has 1 values, expected 2 \(email,phone\)$"):
+        writer.write_part("adds", 0, [*good, (E1,)])
+
+    assert not (tmp_path / "drop").exists() or all_files(tmp_path / "drop") == []
+    assert [p.name for p in tmp_path.iterdir() if p.name != "drop"] == []  # no temp folders left
+
+
+def test_a_failing_disk_fails_the_part_cleanly_without_hanging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = open
+    threads_before = threading.active_count()
+
+    class FullDisk(io.FileIO):
+        written = 0
+
+        def write(self, data: Any) -> int:  # type: ignore[override]
+            FullDisk.written += len(data)
+            if FullDisk.written > 200_000:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(data)
+
+    def open_full_disk(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        return FullDisk(path, "wb") if mode == "wb" else real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(drop_writer, "open", open_full_disk, raising=False)
+    writer = DropWriter(FileStore(tmp_path / "drop"), "vip", "run-1", ["email", "phone"], tmp_dir=tmp_path)
+    digests = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(100_000)]
+
+    with pytest.raises(OSError, match="No space left on device"):
+        writer.write_part("adds", 0, [(d, d) for d in digests])
+
+    assert not (tmp_path / "drop").exists()
+    assert list(tmp_path.iterdir()) == []
+    assert threading.active_count() == threads_before
+
+
+# --- Pre-joined lines (write_part_lines): the same bytes as write_part, the same checks ------
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    width=st.integers(min_value=1, max_value=3),
+    data=st.data(),
+    batch_rows=st.sampled_from([1, 3, 16384]),
+)
+def test_lines_give_the_bytes_of_the_same_rows(width: int, data: st.DataObject, batch_rows: int) -> None:
+    columns = ["email", "phone", "maid"][:width]
+    cell = st.one_of(st.none(), _hex64, _base64_44, _uuid, st.text(string.ascii_letters, min_size=1, max_size=20))
+    rows = data.draw(st.lists(st.tuples(*[cell] * width).filter(acceptable), max_size=30))
+    lines = [",".join("" if c is None else c for c in row) for row in rows]
+    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as tmp:
+        patch.setattr(drop_writer, "_BATCH_ROWS", batch_rows)
+        writer = DropWriter(FileStore(Path(tmp)), "vip", "run-1", columns)
+        from_lines = writer.write_part_lines("adds", 0, lines)
+        stored = (Path(tmp) / from_lines.key).read_bytes()
+        from_rows = writer.write_part("removes", 0, rows)
+    assert stored == reference_gzip_csv(columns, rows)
+    assert (from_lines.rows, from_lines.sha256, from_lines.bytes) == (from_rows.rows, from_rows.sha256, from_rows.bytes)
+
+
+def test_lines_are_checked_like_rows(writer: DropWriter, root: Path) -> None:
+    good = [f"{E1},{P1}"] * 20_000
+    cases: list[tuple[list, type[Exception], str]] = [
+        ([*good, "alice@example.com,"], ValueError, "row 20001 column email: value is not a hashed identifier"),
+        ([*good, f"{E1},+14155550100"], ValueError, "row 20001 column phone: value is not a hashed identifier"),
+        ([*good, ","], ValueError, "row 20001 has no identifier"),
+        ([*good, f"{E1}"], ValueError, "row 20001 has 1 values, expected 2 (email,phone)"),
+        ([*good, f"{E1},{P1},{P3}"], ValueError, "row 20001 has 3 values, expected 2 (email,phone)"),
+        ([*good, f'"{E1}",'], ValueError, "row 20001: a line must not hold quotes or line breaks"),
+        ([*good, f"{E1}\n{E2},"], ValueError, "row 20001: a line must not hold quotes or line breaks"),
+        ([*good, (E1, P1)], TypeError, "row 20001: lines must be str"),
+    ]
+    for lines, error, message in cases:
+        writer.rows_per_part = len(lines)
+        with pytest.raises(error) as caught:
+            writer.write_part_lines("adds", 0, lines)
+        assert str(caught.value) == message
+    assert not root.exists() or all_files(root) == []
+
+
+def test_lines_split_into_parts_with_short_words_allowed(writer: DropWriter, root: Path) -> None:
+    parts = writer.write_parts_lines("adds", [f"{E1},{P1}", f"{E2},", f",{P3}", "abc,"])
+
+    assert [(p.name, p.rows) for p in parts] == [("adds-00000.csv.gz", 2), ("adds-00001.csv.gz", 2)]
+    assert part_text(root, "vip/run-1/adds-00000.csv.gz") == f"email,phone\n{E1},{P1}\n{E2},\n"
+    assert part_text(root, "vip/run-1/adds-00001.csv.gz") == f"email,phone\n,{P3}\nabc,\n"

@@ -704,3 +704,102 @@ def test_phone_normalization_is_idempotent(national: tuple[str, str], before: st
     assert once is not None
     assert normalize_phone(once, None, "sha256") == once
     assert normalize_phone(once, "JP", "google") == once
+
+
+# --- Worker processes (hash_row_chunks / hash_rows with processes=N) -------------------------
+#
+# The parallel path must be the serial path, only elsewhere: same rows, same order, same
+# counts. Each test starts one small pool (spawned processes take ~0.5 s), so the generated
+# inputs are drawn in one go rather than one pool per example.
+
+_phone_inputs = st.sampled_from(
+    [
+        ("020 7946 0958", "GB"),
+        ("(415) 555-2671", "US"),
+        ("0176 54648789", "DE"),
+        ("+44 20 7946 0958", None),
+        ("555", "US"),
+        ("", "US"),
+        (None, None),
+        ("+1 415 555 2671", "fr"),
+        ("not a phone", "GB"),
+    ]
+)
+_any_text = st.one_of(st.none(), st.text(max_size=30))
+_mixed_rows = st.tuples(
+    st.one_of(_emails, _any_text),
+    _phone_inputs,
+    st.one_of(st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()), _any_text),
+).map(lambda r: (r[0], r[1][0], r[2], r[1][1]))
+
+
+@settings(max_examples=3, deadline=None)
+@given(rows=st.lists(_mixed_rows, min_size=1, max_size=400), chunk=st.integers(min_value=1, max_value=64))
+def test_worker_processes_give_exactly_the_serial_rows_and_counts(rows: list[tuple], chunk: int) -> None:
+    kinds = ["email", "phone", "maid"]
+    chunks = [rows[i : i + chunk] for i in range(0, len(rows), chunk)]
+    serial_stats, parallel_stats = HashStats(kinds=tuple(kinds)), HashStats(kinds=tuple(kinds))
+
+    serial = list(hash_row_chunks("sha256", kinds, chunks, serial_stats))
+    parallel = list(hash_row_chunks("sha256", kinds, chunks, parallel_stats, processes=2))
+
+    assert parallel == serial
+    assert parallel_stats.as_dict() == serial_stats.as_dict()
+
+
+def test_hash_rows_in_worker_processes_matches_hand_checked_values() -> None:
+    # The same rows and expected values as test_hash_rows_lines_up_with_input_and_counts_drops.
+    rows = [
+        (" John.Doe@Example.COM\t", "020 7946 0958", "GB"),
+        ("not-an-email", "(415) 555-2671", "US"),
+        (None, "555", "US"),
+        ("", None, None),
+        ("Jo hn@Example.com", "0176 54648789", "DE"),
+    ]
+    stats = HashStats(kinds=("email", "phone"))
+    out = list(hash_rows("sha256", ["email", "phone"], rows, stats, chunk_rows=2, processes=2))
+    assert out == [
+        (
+            "836f82db99121b3481011f16b49dfa5fbc714a0d1b1b9f784a1ebbbf5b39577f",
+            "f0bf0228144d9fe2bdf1da2d8ca698f17bf1410ee688b075c27062e47b6f0b6d",
+        ),
+        (None, "cb6880e416769253645cb9c6b8989154bf66a56a77fc14c81fb1019663cbb928"),
+        (None, None),
+        (None, None),
+        (
+            "381efbe3ad5652e84a9c88ddf9a433d1d23a32635104a56538893b4568f74bcf",
+            "e45d8b1a608ae4a6ed5c805c2d3c03f0b1195ee333bb2dee4782bf38362e4218",
+        ),
+    ]
+    assert stats.as_dict() == {
+        "rows": 5,
+        "no_identifier": 2,
+        "hashed": {"email": 2, "phone": 3},
+        "missing": {"email": 2, "phone": 1},
+        "dropped": {"email": 1, "phone": 1},
+    }
+
+
+def test_worker_processes_report_bad_rows_like_the_serial_path() -> None:
+    chunks = [[("a@b.co", "US")], [("a@b.co",)]]
+    with pytest.raises(ValueError, match="every row must have 2 values"):
+        list(hash_row_chunks("sha256", ["email"], chunks, processes=2))
+    with pytest.raises(HashingConfigError, match="does not accept identifier type 'maid'"):
+        list(hash_row_chunks("uid2", ["maid"], chunks, processes=2))
+
+
+def test_hash_stats_add_sums_counts_per_kind() -> None:
+    total = HashStats(kinds=("email", "phone"))
+    part = HashStats(kinds=("email", "phone"), rows=3, no_identifier=1)
+    part.hashed.update(email=2, phone=1)
+    part.missing.update(phone=2)
+    part.dropped.update(email=1)
+    total.add(part)
+    total.add(part)
+    assert total.as_dict() == {
+        "rows": 6,
+        "no_identifier": 2,
+        "hashed": {"email": 4, "phone": 2},
+        "missing": {"email": 0, "phone": 4},
+        "dropped": {"email": 2, "phone": 0},
+    }
