@@ -28,6 +28,7 @@ bytes are identical, plus raw deflate speed of zlib and, if installed, ISA-L (``
     .venv/bin/python bench/bench_hashing.py                       # 1M members, both workloads
     .venv/bin/python bench/bench_hashing.py --sizes 1000000,10000000 --workloads email+maid
     .venv/bin/python bench/bench_hashing.py --quick
+    .venv/bin/python bench/bench_hashing.py --repeat 3          # best of 3 on a busy machine
 """
 
 from __future__ import annotations
@@ -423,6 +424,13 @@ def run_path(path: str, db: Path, size: int, kinds: str, args: argparse.Namespac
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def best_of(path: str, db: Path, size: int, kinds: str, args: argparse.Namespace) -> dict:
+    """The fastest of ``--repeat`` runs: other jobs on a shared machine only ever slow a run down."""
+    runs = [run_path(path, db, size, kinds, args) for _ in range(max(args.repeat, 1))]
+    timed = [r for r in runs if "seconds" in r]
+    return min(timed, key=lambda r: r["seconds"]) if timed else runs[0]
+
+
 def report(size: int, workload: str, results: dict[str, dict]) -> None:
     print(f"\n== {size:,} members, identifiers {workload}: normalize + hash + DropWriter parts in a folder ==")
     # Every path reads all ``size`` members (those without any identifier are not written).
@@ -469,6 +477,7 @@ def main() -> None:
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--format", default="sha256", help="hashing format (sha256 = SDK's)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per path; the fastest is reported")
     parser.add_argument("--chunk-rows", type=int, default=16384)
     parser.add_argument("--rows-per-part", type=int, default=1_000_000)
     parser.add_argument("--writer-rows", type=int, default=1_000_000, help="rows for the writer-alone table (0: skip)")
@@ -489,7 +498,10 @@ def main() -> None:
     if args.quick:
         args.writer_rows = min(args.writer_rows, 20_000)
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    print(f"cpus={os.cpu_count()} format={args.format} chunk_rows={args.chunk_rows} load={os.getloadavg()[0]:.1f}")
+    load = os.getloadavg()[0]
+    print(
+        f"cpus={os.cpu_count()} format={args.format} chunk_rows={args.chunk_rows} repeat={args.repeat} load={load:.1f}"
+    )
     for size in sizes:
         db = Path(args.workdir) / f"members-{size}.duckdb"
         db.unlink(missing_ok=True)
@@ -497,7 +509,7 @@ def main() -> None:
         for workload in args.workloads.split(","):
             kinds = workload.replace("+", ",")
             paths = [p for p in args.paths.split(",") if not (p == "sqlcsv" and "phone" in kinds)]
-            results = {path: run_path(path, db, size, kinds, args) for path in paths}
+            results = {path: best_of(path, db, size, kinds, args) for path in paths}
             report(size, workload, results)
         if not args.keep:
             db.unlink(missing_ok=True)
