@@ -111,11 +111,15 @@ def newest_decisions(
         copy=False,
     )
     one, zero = exp.Literal.number(1), exp.Literal.number(0)
+    granted_n, denied_n = _case((granted, one), default=zero), _case((denied.copy(), one.copy()), default=zero.copy())
+    if len(set(purposes)) == 1:  # one row per profile already: no second aggregation
+        return exp.select(exp.alias_(col("profile_key", d), "profile_key"), exp.alias_(granted_n, "granted"),
+                          exp.alias_(denied_n, "denied")).from_(per_purpose.subquery(d))
     return (
         exp.select(
             exp.alias_(col("profile_key", d), "profile_key"),
-            exp.alias_(exp.Sum(this=_case((granted, one), default=zero)), "granted"),
-            exp.alias_(exp.Sum(this=_case((denied.copy(), one.copy()), default=zero.copy())), "denied"),
+            exp.alias_(exp.Sum(this=granted_n), "granted"),
+            exp.alias_(exp.Sum(this=denied_n), "denied"),
         )
         .from_(per_purpose.subquery(d))
         .group_by(col("profile_key", d))

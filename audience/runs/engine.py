@@ -240,7 +240,8 @@ class RunEngine:
                           holdout_percent=float(sync.audience.holdout), dialect=self.wh.dialect,
                           consent_table=_consent_table(project), members_cte=False)
         return q.select(exp.alias_(in_definition, "in_definition"),
-                        exp.alias_(snap.profile_fingerprint(catalog, dest.format, dest.identifiers), "fingerprint"),
+                        exp.alias_(snap.profile_fingerprint(catalog, dest.format, dest.identifiers, self.wh.dialect),
+                                   "fingerprint"),
                         exp.alias_(col("f", "pq"), "prev_fingerprint"), copy=False)
 
     def preview(self, sync: Sync, *, as_of: datetime) -> dict[str, Any]:
