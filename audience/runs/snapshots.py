@@ -14,8 +14,9 @@ Tables (all keys as text, so any key type works):
   plan_adds(run_id, member_key, fingerprint, id_type, hashed)
   plan_removes(run_id, member_key, fingerprint, forced, reason, shared)   one row per tuple to remove
   plan_remove_rows(run_id, member_key, fingerprint, id_type, hashed)   its hashes, as sent before
-The fingerprint is a digest (DuckDB: hash(), elsewhere MD5) of the destination's format, identifier types, the profile's country
-and its raw identifiers: it tells that a member's identifiers changed without storing them.
+The fingerprint is a digest (DuckDB: hash(), elsewhere MD5) of the destination's format,
+identifier types, the profile's country and its raw identifiers: it tells that a member's
+identifiers changed without storing them.
 
 A sync is keyed by (project, audience, destination): one warehouse (a PostgreSQL database)
 often serves several projects, whose audience names need not differ. `shared` marks a removal
