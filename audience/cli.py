@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=("tcf", "usp", "gpc", "gpp"))
     p = add("demo", commands.cmd_demo, "build a demo warehouse and run the whole path end to end", timed)
     p.add_argument("--dir", default="audience-demo", help="where to write the demo project (default: ./audience-demo)")
-    p.add_argument("--fans", type=int, default=5000)
+    p.add_argument("--fans", type=int, default=20000)
     return parser
 
 
