@@ -8,6 +8,7 @@ never a traceback unless `--debug`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -35,9 +36,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # --project and --debug work before or after the command; SUPPRESS keeps a subcommand's
+    # default from overwriting a value given before it.
     common = _Parser(add_help=False)
-    common.add_argument("--project", default=".", metavar="DIR", help="project folder (default: .)")
-    common.add_argument("--debug", action="store_true", help="show tracebacks for unexpected errors")
+    common.add_argument("--project", default=argparse.SUPPRESS, metavar="DIR", help="project folder (default: .)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks for unexpected errors")
     timed = _Parser(add_help=False)
     timed.add_argument(
         "--as-of",
@@ -48,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     parser = _Parser(prog="audience", description="Consent-aware audience builder")
+    parser.add_argument("--project", default=".", metavar="DIR", help="project folder (default: .)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, *parents: argparse.ArgumentParser):
@@ -124,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OperationalError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `audience members X | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
