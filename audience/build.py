@@ -46,8 +46,3 @@ def member_keys(project: Project, name: str, as_of: datetime) -> list[Any]:
     sql = audience_sql(project, name, as_of, project.warehouse.dialect)
     return sort_keys([row[0] for row in project.warehouse.query(sql)])
 
-
-def cmd_estimate(args: Any) -> int:  # replaced by the consent funnel (consent_filter)
-    from audience.consented import estimate_command
-
-    return estimate_command(args)

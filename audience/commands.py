@@ -8,7 +8,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from audience.config import ConfigError
+from audience.config import ConfigError, ProjectConfig, load_config
 from audience.errors import UserError
 from audience.project import Project, load_project
 from dsl.diagnostics import Diagnostic, diagnostics_json
@@ -20,6 +20,15 @@ def print_diagnostics(diags: list[Diagnostic], sources: dict[str, str], stream=s
     errors = sum(1 for d in diags if d.severity == "error")
     files = len({d.file for d in diags})
     print(f"{errors} error{'s' if errors != 1 else ''} in {files} file{'s' if files != 1 else ''}", file=stream)
+
+
+def open_config(args: argparse.Namespace) -> ProjectConfig | None:
+    """Only audience.toml (commands that need no warehouse); None after printing diagnostics."""
+    try:
+        return load_config(Path(args.project))
+    except ConfigError as err:
+        print_diagnostics(err.diagnostics, {})
+        return None
 
 
 def open_project(args: argparse.Namespace, *, require_ok: bool = True) -> Project | None:
@@ -163,9 +172,9 @@ def cmd_members(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from audience.build import cmd_estimate as run
+    from audience.consented import estimate_command
 
-    return run(args)
+    return estimate_command(args)
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:

@@ -220,7 +220,7 @@ _TOP = {
 }
 
 
-class _Reporter:
+class ConfigReporter:
     def __init__(self, file: str, text: str) -> None:
         self.file = file
         self.lines = text.splitlines()
@@ -254,7 +254,7 @@ class _Reporter:
         self.diags.append(Diagnostic(self.file, self.locate(path), code, f"{path}: {message}"))
 
 
-def _validate(rep: _Reporter, path: str, data: Any, schema: dict[str, _Key]) -> dict[str, Any]:
+def _validate(rep: ConfigReporter, path: str, data: Any, schema: dict[str, _Key]) -> dict[str, Any]:
     if not isinstance(data, dict):
         rep.error(path, "must be a table")
         return {}
@@ -297,14 +297,14 @@ def load_config(project_dir: Path) -> ProjectConfig:
         raise ConfigError(
             [Diagnostic(rel, Span(line, col, line, col + 1), "E406", f"invalid TOML: {str(err).split(' (at line')[0]}")]
         ) from None
-    rep = _Reporter(rel, text)
+    rep = ConfigReporter(rel, text)
     config = _build(rep, raw, project_dir.resolve(), file)
     if rep.diags or config is None:
         raise ConfigError(rep.diags)
     return config
 
 
-def _build(rep: _Reporter, raw: dict[str, Any], root: Path, file: Path) -> ProjectConfig | None:
+def _build(rep: ConfigReporter, raw: dict[str, Any], root: Path, file: Path) -> ProjectConfig | None:
     for key in raw:
         if key not in _TOP:
             rep.error(key, f'unknown section "{key}"' + did_you_mean(key, _TOP))
@@ -357,7 +357,7 @@ def dialect_of_url(url: str) -> str | None:
     }.get(scheme)
 
 
-def _warehouse(rep: _Reporter, data: Any, root: Path) -> WarehouseConfig | None:
+def _warehouse(rep: ConfigReporter, data: Any, root: Path) -> WarehouseConfig | None:
     data = _validate(rep, "warehouse", data, _SECTIONS["warehouse"])
     url = data.get("url")
     if not isinstance(url, str):
@@ -373,12 +373,12 @@ def _warehouse(rep: _Reporter, data: Any, root: Path) -> WarehouseConfig | None:
     return WarehouseConfig(url=url, dialect=str(dialect))
 
 
-def _check_name(rep: _Reporter, path: str, value: Any, what: str = "column") -> None:
+def _check_name(rep: ConfigReporter, path: str, value: Any, what: str = "column") -> None:
     if isinstance(value, str) and not _TABLE.match(value):
         rep.error(path, f'"{value}" is not a valid {what} name')
 
 
-def _profiles(rep: _Reporter, data: Any) -> ProfilesConfig | None:
+def _profiles(rep: ConfigReporter, data: Any) -> ProfilesConfig | None:
     data = _validate(rep, "profiles", data, _SECTIONS["profiles"])
     if "table" not in data or "key" not in data:
         return None
@@ -404,7 +404,7 @@ def _profiles(rep: _Reporter, data: Any) -> ProfilesConfig | None:
     )
 
 
-def _column_types(rep: _Reporter, path: str, data: Mapping[str, Any]) -> dict[str, str]:
+def _column_types(rep: ConfigReporter, path: str, data: Mapping[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, typ in data.items():
         if not isinstance(typ, str):
@@ -414,7 +414,7 @@ def _column_types(rep: _Reporter, path: str, data: Mapping[str, Any]) -> dict[st
     return out
 
 
-def _events(rep: _Reporter, data: Any) -> dict[str, EventConfig]:
+def _events(rep: ConfigReporter, data: Any) -> dict[str, EventConfig]:
     events: dict[str, EventConfig] = {}
     if not isinstance(data, dict):
         rep.error("events", "must be a table of [events.NAME] sections")
@@ -437,7 +437,7 @@ def _events(rep: _Reporter, data: Any) -> dict[str, EventConfig]:
     return events
 
 
-def _sensitive(rep: _Reporter, data: Any) -> SensitiveConfig:
+def _sensitive(rep: ConfigReporter, data: Any) -> SensitiveConfig:
     data = _validate(rep, "sensitive", data, _SECTIONS["sensitive"])
     columns = {k: v for k, v in data.get("columns", {}).items() if isinstance(v, str)}
     for key in columns:
@@ -460,7 +460,7 @@ def _sensitive(rep: _Reporter, data: Any) -> SensitiveConfig:
     return SensitiveConfig(columns=columns, values=tuple(values), tables=tables, categories=categories)
 
 
-def _consent(rep: _Reporter, data: Any) -> ConsentConfig | None:
+def _consent(rep: ConfigReporter, data: Any) -> ConsentConfig | None:
     data = _validate(rep, "consent", data, _SECTIONS["consent"])
     basis = data.get("basis", {})
     for country, value in basis.items():
@@ -483,7 +483,7 @@ def _consent(rep: _Reporter, data: Any) -> ConsentConfig | None:
     )
 
 
-def _destinations(rep: _Reporter, data: Any) -> dict[str, DestinationConfig]:
+def _destinations(rep: ConfigReporter, data: Any) -> dict[str, DestinationConfig]:
     out: dict[str, DestinationConfig] = {}
     if not isinstance(data, dict):
         rep.error("destinations", "must be a table of [destinations.NAME] sections")
@@ -499,7 +499,7 @@ def _destinations(rep: _Reporter, data: Any) -> dict[str, DestinationConfig]:
     return out
 
 
-def _destination(rep: _Reporter, path: str, name: str, s: dict[str, Any]) -> DestinationConfig | None:
+def _destination(rep: ConfigReporter, path: str, name: str, s: dict[str, Any]) -> DestinationConfig | None:
     kind = s.get("type")
     if kind in ("s3", "file") and "uri" not in s:
         rep.error(f"{path}.uri", f"missing required key for a {kind} destination")

@@ -12,8 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from audience.commands import print_diagnostics
-from audience.config import ConfigError, load_config
+from audience.commands import open_config
 from audience.errors import UserError
 from audience.warehouse import connect
 from consent_filter.signals.reader import read_signals
@@ -27,10 +26,8 @@ def _utc_text(value) -> str | None:
 
 
 def import_command(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(Path(args.project))
-    except ConfigError as err:
-        print_diagnostics(err.diagnostics, {})
+    config = open_config(args)
+    if config is None:
         return 1
     if config.consent is None:
         raise UserError("audience.toml has no [consent] section naming the consent table")

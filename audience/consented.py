@@ -17,7 +17,6 @@ from audience.project import Project
 from consent_filter.funnel import Funnel, rounded_funnel
 from consent_filter.policy import ConsentPolicy, ExportTarget
 from consent_filter.query import consent_query, exportable, funnel_query
-from dsl.catalog import Table, kind_of
 from dsl.diagnostics import did_you_mean
 
 
@@ -37,14 +36,6 @@ def policy_of(project: Project) -> ConsentPolicy:
 
 def target_of(dest: DestinationConfig) -> ExportTarget:
     return ExportTarget(dest.name, dest.purposes, dest.identifiers, dest.min_size, dest.format)
-
-
-def _consent_table(project: Project) -> Table:
-    policy = policy_of(project)
-    cols = project.warehouse.table_columns(policy.table) or {}
-    from dsl.catalog import Column
-
-    return Table(policy.table, {c: Column(c, kind_of(t), t) for c, t in cols.items()})
 
 
 @dataclass
@@ -70,7 +61,7 @@ class ConsentedAudience:
             audience=self.audience,
             holdout_percent=float(aud.holdout),
             dialect=self.dialect,
-            consent_table=_consent_table(self.project),
+            consent_table=self.project.consent_table,
         )
 
     def exportable_sql(self) -> str:

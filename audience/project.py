@@ -62,6 +62,16 @@ class Project:
         return hashlib.sha256(self.audiences[name].source_text.encode()).hexdigest()
 
     @cached_property
+    def consent_table(self) -> Table | None:
+        """The consent table with its column types, read once per loaded project (every
+        consent query needs the types of `updated_at` and `expires_at`)."""
+        consent = self.config.consent
+        if consent is None:
+            return None
+        cols = self.warehouse.table_columns(consent.table) or {}
+        return Table(consent.table, {c: Column(c, kind_of(t), t) for c, t in cols.items()})
+
+    @cached_property
     def git_commit(self) -> str | None:
         try:
             out = subprocess.run(
@@ -217,9 +227,9 @@ def _table(name: str, cols: dict[str, str], config: ProjectConfig) -> Table:
 
 
 def _config_diags(config: ProjectConfig, problems: list[tuple[str, str]]) -> list[Diagnostic]:
-    from audience.config import _Reporter
+    from audience.config import ConfigReporter
 
-    rep = _Reporter("audience.toml", config.file.read_text(encoding="utf-8"))
+    rep = ConfigReporter("audience.toml", config.file.read_text(encoding="utf-8"))
     for path, message in problems:
         rep.error(path, message, code="E407")
     return rep.diags

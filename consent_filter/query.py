@@ -113,8 +113,11 @@ def newest_decisions(
     one, zero = exp.Literal.number(1), exp.Literal.number(0)
     granted_n, denied_n = _case((granted, one), default=zero), _case((denied.copy(), one.copy()), default=zero.copy())
     if len(set(purposes)) == 1:  # one row per profile already: no second aggregation
-        return exp.select(exp.alias_(col("profile_key", d), "profile_key"), exp.alias_(granted_n, "granted"),
-                          exp.alias_(denied_n, "denied")).from_(per_purpose.subquery(d))
+        return exp.select(
+            exp.alias_(col("profile_key", d), "profile_key"),
+            exp.alias_(granted_n, "granted"),
+            exp.alias_(denied_n, "denied"),
+        ).from_(per_purpose.subquery(d))
     return (
         exp.select(
             exp.alias_(col("profile_key", d), "profile_key"),
@@ -229,18 +232,19 @@ def consent_query(
     holdout_percent: float,
     dialect: str,
     consent_table: Table | None = None,
-    passthrough: tuple[str, ...] = (),
     members_cte: bool = True,
 ) -> exp.Select:
     """The consent filter over the definition's members: one row per matched profile.
 
     Columns: profile_key, profile_country, id_<type> per identifier type of the target,
-    consent_stage (first failing rule of consent.md, 0 = passes), held_out (bool), and the
-    definition's `passthrough` columns.
+    consent_stage (first failing rule of consent.md, 0 = passes), held_out (bool).
 
     The members are a CTE (materialized where the engine supports the hint) and the consent
     decisions are read for those members only, so a small audience does not pay for ranking
-    every decision in the consent table.
+    every decision in the consent table. `members_cte=False` extends the definition query in
+    place instead (its FROM must be the profile table as `p`): the refresh engine stages every
+    member plus everyone exported before and needs the definition's own joins in scope; for
+    that whole-audience pass one scan of the profiles beats a CTE joined back to them.
     """
     p = PROFILE_ALIAS
     key = col(catalog.profile_key, p)
@@ -252,7 +256,7 @@ def consent_query(
             policy, target.purposes, as_of, consent_table, exp.select(col("profile_key", MEMBERS)).from_(MEMBERS)
         )
         q = (
-            exp.select(exp.alias_(col("profile_key", m), "profile_key"), *[col(c, m) for c in passthrough])
+            exp.select(exp.alias_(col("profile_key", m), "profile_key"))
             .from_(exp.Table(this=exp.to_identifier(MEMBERS), alias=exp.TableAlias(this=exp.to_identifier(m))))
             .join(
                 table_ref(catalog.profile, p), on=exp.EQ(this=key.copy(), expression=col("profile_key", m)), copy=False

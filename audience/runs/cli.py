@@ -153,17 +153,11 @@ def plan_command(args: argparse.Namespace) -> int:
 
 
 def runs_command(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from audience.config import ConfigError, load_config
+    from audience.commands import open_config
     from audience.runs.store import StateStore
 
-    try:
-        config = load_config(Path(args.project))
-    except ConfigError as err:
-        from audience.commands import print_diagnostics
-
-        print_diagnostics(err.diagnostics, {})
+    config = open_config(args)
+    if config is None:
         return 1
     store = StateStore(config.state.url, config.root)
     try:
