@@ -12,6 +12,7 @@ from sqlglot import exp
 
 from audience.build import definition_query, sort_keys
 from audience.config import DestinationConfig
+from audience.consent_state import usable_current
 from audience.errors import UserError
 from audience.project import Project
 from consent_filter.funnel import Funnel, rounded_funnel
@@ -62,6 +63,7 @@ class ConsentedAudience:
             holdout_percent=float(aud.holdout),
             dialect=self.dialect,
             consent_table=self.project.consent_table,
+            current=usable_current(self.project.warehouse, self.project.consent_table, self.as_of),
         )
 
     def exportable_sql(self) -> str:

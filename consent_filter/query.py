@@ -12,6 +12,7 @@ from datetime import date, datetime
 
 from sqlglot import exp
 
+from consent_filter.current import current_decisions
 from consent_filter.policy import (
     NO_IDENTIFIER,
     NO_PERMISSION,
@@ -233,6 +234,7 @@ def consent_query(
     dialect: str,
     consent_table: Table | None = None,
     members_cte: bool = True,
+    current: Table | None = None,
 ) -> exp.Select:
     """The consent filter over the definition's members: one row per matched profile.
 
@@ -245,6 +247,9 @@ def consent_query(
     place instead (its FROM must be the profile table as `p`): the refresh engine stages every
     member plus everyone exported before and needs the definition's own joins in scope; for
     that whole-audience pass one scan of the profiles beats a CTE joined back to them.
+
+    `current` is the condensed table of current decisions (`consent_filter.current`), to read
+    instead of the history; the caller passes it only when no decision is newer than `as_of`.
     """
     p = PROFILE_ALIAS
     key = col(catalog.profile_key, p)
@@ -252,8 +257,8 @@ def consent_query(
     perms = "perm"
     if members_cte:
         m = "m"
-        decisions = newest_decisions(
-            policy, target.purposes, as_of, consent_table, exp.select(col("profile_key", MEMBERS)).from_(MEMBERS)
+        decisions = _decisions(
+            policy, target, as_of, consent_table, current, exp.select(col("profile_key", MEMBERS)).from_(MEMBERS)
         )
         q = (
             exp.select(exp.alias_(col("profile_key", m), "profile_key"))
@@ -264,7 +269,7 @@ def consent_query(
             .with_(MEMBERS, as_=definition.copy(), materialized=dialect in ("duckdb", "postgres"), copy=False)
         )
     else:
-        decisions = newest_decisions(policy, target.purposes, as_of, consent_table)
+        decisions = _decisions(policy, target, as_of, consent_table, current, None)
         q = definition.copy()
     q = q.join(
         decisions.subquery(perms),
@@ -331,6 +336,19 @@ def consent_query(
         held = exp.false()
     columns.append(exp.alias_(held, HELD_OUT))
     return q.select(*columns, copy=False)
+
+
+def _decisions(
+    policy: ConsentPolicy,
+    target: ExportTarget,
+    as_of: datetime,
+    consent_table: Table | None,
+    current: Table | None,
+    member_keys: exp.Select | None,
+) -> exp.Select:
+    if current is not None:
+        return current_decisions(target.purposes, as_of, current, member_keys)
+    return newest_decisions(policy, target.purposes, as_of, consent_table, member_keys)
 
 
 def exportable(consented: exp.Select) -> exp.Select:

@@ -19,6 +19,7 @@ import structlog
 from sqlglot import exp
 
 from audience.config import DestinationConfig
+from audience.consent_state import usable_current
 from audience.consented import policy_of, target_of
 from audience.errors import OperationalError, UserError
 from audience.project import Project
@@ -238,7 +239,8 @@ class RunEngine:
                 .where(exp.or_(in_definition.copy(), exp.Not(this=exp.Is(this=col("k", "pq"), expression=exp.Null())))))
         q = consent_query(base, catalog, policy_of(project), target_of(dest), run.as_of, audience=run.audience,
                           holdout_percent=float(sync.audience.holdout), dialect=self.wh.dialect,
-                          consent_table=project.consent_table, members_cte=False)
+                          consent_table=project.consent_table, members_cte=False,
+                          current=usable_current(self.wh, project.consent_table, run.as_of))
         return q.select(exp.alias_(in_definition, "in_definition"),
                         exp.alias_(snap.profile_fingerprint(catalog, dest.format, dest.identifiers, self.wh.dialect),
                                    "fingerprint"),

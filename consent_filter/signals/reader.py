@@ -7,7 +7,8 @@ lines. Every other line either yields the rows its signal decodes to or exactly 
 no rows, so a bad line can never grant anything; the rest of the file carries on.
 
 The file is read line by line. Decoding is cached per distinct signal (bounded LRU), because
-real traffic repeats the same few thousand strings and TC string decoding is the costly part.
+real traffic repeats the same few thousand choices and TC string decoding is the costly part;
+TC strings are cached without their Created/LastUpdated stamps, which differ per user.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from consent_filter.signals.rows import (
     build_rows,
     preview,
 )
-from consent_filter.signals.tcf import decode_tcf
+from consent_filter.signals.tcf import decision_key, decode_tcf
 from consent_filter.signals.usp import decode_usp
 
 FORMATS = ("tcf", "usp", "gpc", "gpp")
@@ -75,17 +76,29 @@ def read_signals(
 
 
 def _cached_decoder(fmt: str, vendor_id: int | None) -> Callable[[str], Outcome]:
-    """One bounded cache per import, so imports never share or leak state."""
+    """One bounded cache per import, so imports never share or leak state.
+
+    TC strings are cached by `decision_key` (the string without its timestamps), so users who
+    made the same choices at different times share one decode; messages quote the line's own
+    string.
+    """
     decode = _decoder(fmt, vendor_id)
     label = _FORMAT_LABELS[fmt]
+    key_of: Callable[[str], str] = decision_key if fmt == "tcf" else str
 
     @lru_cache(maxsize=DECODE_CACHE_SIZE)
-    def outcome(signal: str) -> Outcome:
+    def decoded(key: str) -> tuple[PurposeDecision, ...] | str:
         try:
-            return decode(signal).decisions
+            return decode(key).decisions
         except SignalInvalid as invalid:
+            return invalid.reason
+
+    def outcome(signal: str) -> Outcome:
+        result = decoded(key_of(signal))
+        if isinstance(result, str):
             shown = f" {preview(signal)!r}" if signal else ""
-            return f"invalid {label}{shown}: {invalid.reason}"
+            return f"invalid {label}{shown}: {result}"
+        return result
 
     return outcome
 

@@ -104,6 +104,26 @@ class TcfDecision:
         return tuple(rows)
 
 
+#: Created and LastUpdated (36 bits each) follow the 6-bit version: base64url characters 1-12.
+_TIMESTAMP_CHARS = slice(1, 13)
+_ZERO_TIMESTAMPS = "A" * 12
+
+
+def decision_key(tc_string: str) -> str:
+    """The TC string with Created and LastUpdated zeroed: what a decision depends on.
+
+    No decision reads those two fields, and they are what makes every user's string different
+    (CMPs stamp each choice), so a decode cache keyed by this serves every user who made the
+    same choices. Only valid base64url characters are replaced, so a string that is malformed
+    there still reaches the decoder's error.
+    """
+    text = tc_string.strip()
+    stamps = text[_TIMESTAMP_CHARS]
+    if len(stamps) < 12 or not _BASE64URL.fullmatch(stamps):
+        return text
+    return text[0] + _ZERO_TIMESTAMPS + text[13:]
+
+
 def decode_tcf(tc_string: str, *, vendor_id: int | None = None) -> TcfDecision:
     """Decode and validate a TC string; raise ``SignalInvalid`` unless it is valid TCF v2.2.
 

@@ -15,7 +15,8 @@ from tests.consent.test_signals_tcf import PUBLISHED_BITFIELD, PUBLISHED_V23, V2
 
 GRANTED, DENIED = "granted", "denied"
 V22_STRING = tc_string(V22)  # purposes 1, 3, 4, 7; vendor 755
-V22_NO_ADS = tc_string(replace(V22, purposes=frozenset({1, 2})))
+V22_NO_ADS_SPEC = replace(V22, purposes=frozenset({1, 2}))
+V22_NO_ADS = tc_string(V22_NO_ADS_SPEC)
 
 
 def _write(path: Path, text: str) -> Path:
@@ -223,3 +224,22 @@ def test_bad_arguments_fail_before_reading(tmp_path: Path) -> None:
         read_signals(path, "tcf", vendor_id=0)
     with pytest.raises(FileNotFoundError, match="signal file not found"):
         read_signals(tmp_path / "missing.csv", "tcf")
+
+
+def test_strings_differing_only_in_timestamps_decide_alike(tmp_path: Path) -> None:
+    """Each CMP stamps its string with Created/LastUpdated; the decode cache ignores the stamps
+    but every line still gets its own decisions (and a wrong stamp region its own error)."""
+    later = tc_string(replace(V22, created=datetime(2025, 7, 9, 13, 14, 15, tzinfo=UTC)))
+    no_ads_later = tc_string(replace(V22_NO_ADS_SPEC, created=datetime(2025, 7, 9, 13, 14, 15, tzinfo=UTC)))
+    assert later != V22_STRING and later[0] + later[13:] == V22_STRING[0] + V22_STRING[13:]
+    broken = V22_STRING[0] + "!" * 12 + V22_STRING[13:]
+    lines = (f"p1,{V22_STRING},2024-05-01T00:00:00\np2,{later},2024-05-01T00:00:00\n"
+             f"p3,{no_ads_later},2024-05-01T00:00:00\np4,{broken},2024-05-01T00:00:00\n")
+    items = list(read_signals(_write(tmp_path / "s.csv", lines), "tcf", vendor_id=755))
+    at = datetime(2024, 5, 1, tzinfo=UTC)
+    rows = [item for item in items if isinstance(item, ConsentRow)]
+    assert rows == (_tcf_rows("p1", at, {1, 3, 4, 7}, GRANTED) + _tcf_rows("p2", at, {1, 3, 4, 7}, GRANTED)
+                    + _tcf_rows("p3", at, {1, 2}, DENIED))
+    errors = _errors(items)
+    assert list(errors) == [4]
+    assert "not a TC string" in errors[4] and "!!!" in errors[4]
