@@ -18,7 +18,9 @@ Scenarios:
 Baselines, in the same run: ``health (floor)``, the standard health Check (no work at all,
 through the same server, interceptors and logging), is the transport's floor on this machine;
 and the same work called in-process without gRPC or caching (``audience_sql`` and
-``consented(...).funnel()``): the ``/direct`` column is service p50 / direct p50.
+``consented(...).funnel()``): the ``/direct`` column is service p50 / direct p50. ``load`` is
+the machine's 1-minute load average as each scenario starts: on a shared 2-core machine,
+anything above ~1.5 means other work competed with the server and the clients for the cores.
 
 Goals: compile p99 < 20 ms; estimate p99 < 500 ms at 1M profiles.
 
@@ -218,7 +220,7 @@ def main() -> None:
     print(f"direct (in-process, uncached) p50: compile {base['compile'] * 1000:.2f} ms, "
           f"estimate {base['estimate'] * 1000:.1f} ms")
     print(f"{'scenario':<22} {'clients':>7} {'calls':>6} {'p50 ms':>9} {'p99 ms':>9} "
-          f"{'max ms':>9} {'/direct':>7}")
+          f"{'max ms':>9} {'/direct':>7} {'load':>5}")
     with server_process(root) as target:
         # Warm the estimate cache the way a first planner would: one call per audience.
         started = time.perf_counter()
@@ -232,9 +234,10 @@ def main() -> None:
                 ("estimate (uncached)", args.uncached_estimate_calls, [1])]
         for scenario, per_client, client_counts in plan:
             for clients in client_counts:
+                load = os.getloadavg()[0]
                 latencies = run_clients(target, clients, per_client, calls[scenario])
-                print(Result(scenario, clients, latencies).line(base.get(scenario.split()[0])),
-                      flush=True)
+                print(Result(scenario, clients, latencies).line(base.get(scenario.split()[0]))
+                      + f" {load:>5.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -13,5 +13,7 @@ Modules, one job each:
 - :mod:`~audience.service.convert`: domain objects to protobuf messages;
 - :mod:`~audience.service.servicer`: the ``AudienceService`` RPCs;
 - :mod:`~audience.service.call_log`: one structured log line per call;
-- :mod:`~audience.service.server`: building, starting and stopping the server (CLI entry).
+- :mod:`~audience.service.auth`: the bearer-token check;
+- :mod:`~audience.service.server`: building, starting and stopping the ``grpc.aio`` server
+  (CLI entry).
 """

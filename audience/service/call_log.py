@@ -4,12 +4,19 @@ A server interceptor sees every call (planner RPCs, health, reflection, calls re
 token check), so the log is complete without each handler remembering to log. Requests and
 responses are never logged: they can carry audience definitions and counts, and nothing that
 identifies a person may reach the logs.
+
+The interceptor is a ``grpc.aio`` one: it wraps each handler coroutine (or async generator, for
+server streams) and writes the line when the handler ends, before gRPC sends the status (the
+planner's handlers set their error status rather than abort, see
+:func:`~audience.service.errors.set_error`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -18,74 +25,85 @@ import structlog
 log = structlog.get_logger()
 
 EVENT = "audience_service.call"
+Context = grpc.aio.ServicerContext
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
 
 
-def _status(context: grpc.ServicerContext, failed: bool) -> str:
+def _status(context: Context, failed: bool) -> str:
     code = context.code()  # set by context.abort / set_code; None when the handler returned
     if isinstance(code, grpc.StatusCode):
         return code.name
     return "UNKNOWN" if failed else "OK"
 
 
-def _emit(method: str, context: grpc.ServicerContext, started: float, code: str) -> None:
+def _outcome(context: Context, exc: BaseException | None) -> str:
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return "CANCELLED"  # the client went away (or the server stopped) mid-call
+    return _status(context, exc is not None)
+
+
+def _emit(method: str, context: Context, started: float, code: str) -> None:
     log.info(EVENT, method=method, code=code, peer=context.peer(),
              duration_ms=round((time.perf_counter() - started) * 1000, 3))
 
 
-def _wrap_unary_response(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
-    def logged(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
-        started, failed = time.perf_counter(), False
+def _wrap_call(method: str, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """A coroutine handler: unary responses, and streams written with ``context.write``."""
+
+    async def logged(request_or_iterator: Any, context: Context) -> Any:
+        started, failed = time.perf_counter(), None
         try:
-            return behavior(request_or_iterator, context)
-        except BaseException:
-            failed = True
+            result = behavior(request_or_iterator, context)
+            return await result if inspect.isawaitable(result) else result
+        except BaseException as exc:
+            failed = exc
             raise
         finally:
-            _emit(method, context, started, _status(context, failed))
+            _emit(method, context, started, _outcome(context, failed))
 
     return logged
 
 
-def _wrap_stream_response(method: str, behavior: Callable[..., Iterator[Any]]
-                          ) -> Callable[..., Iterator[Any]]:
-    def logged(request_or_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        started, outcome = time.perf_counter(), None
+def _wrap_stream(method: str, behavior: Callable[..., AsyncIterator[Any]]
+                 ) -> Callable[..., AsyncIterator[Any]]:
+    """An async-generator handler (a server stream that yields its responses)."""
+
+    async def logged(request_or_iterator: Any, context: Context) -> AsyncIterator[Any]:
+        started, failed = time.perf_counter(), None
         try:
-            yield from behavior(request_or_iterator, context)
-        except GeneratorExit:  # the client went away (or the server stopped) mid-stream
-            outcome = "CANCELLED"
-            raise
-        except BaseException:
-            outcome = _status(context, True)
+            async for response in behavior(request_or_iterator, context):
+                yield response
+        except BaseException as exc:
+            failed = exc
             raise
         finally:
-            _emit(method, context, started, outcome or _status(context, False))
+            _emit(method, context, started, _outcome(context, failed))
 
     return logged
 
 
-class CallLogInterceptor(grpc.ServerInterceptor):
+def _wrap(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.isasyncgenfunction(behavior):
+        return _wrap_stream(method, behavior)
+    return _wrap_call(method, behavior)
+
+
+class CallLogInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every handler to log its outcome; put it first so it also sees refused calls."""
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
+    async def intercept_service(self, continuation: Continuation,
+                                handler_call_details: grpc.HandlerCallDetails
+                                ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
         if handler is None:
             return None
         method: str = handler_call_details.method  # type: ignore[attr-defined]
         kwargs = {"request_deserializer": handler.request_deserializer,
                   "response_serializer": handler.response_serializer}
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary_response(method, handler.unary_unary), **kwargs)
+            return grpc.unary_unary_rpc_method_handler(_wrap(method, handler.unary_unary), **kwargs)
         if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary_response(method, handler.stream_unary), **kwargs)
+            return grpc.stream_unary_rpc_method_handler(_wrap(method, handler.stream_unary), **kwargs)
         if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream_response(method, handler.unary_stream), **kwargs)
-        return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream_response(method, handler.stream_stream), **kwargs)
+            return grpc.unary_stream_rpc_method_handler(_wrap(method, handler.unary_stream), **kwargs)
+        return grpc.stream_stream_rpc_method_handler(_wrap(method, handler.stream_stream), **kwargs)

@@ -1,7 +1,7 @@
 """Failures as gRPC statuses, with ``google.rpc`` details a client can act on (AIP-193).
 
 Handlers raise :class:`ServiceError` (or let a domain exception escape); :func:`to_service_error`
-maps domain exceptions to codes and :func:`abort` sends the status. Details travel as a
+maps domain exceptions to codes and :func:`set_error` makes it the call's status. Details travel as a
 serialized ``google.rpc.Status`` in the ``grpc-status-details-bin`` trailer, exactly what
 ``grpc_status.rpc_status.from_call`` reads on the client (built here so the server does not
 need the grpcio-status package).
@@ -13,7 +13,6 @@ error can quote a value from a row, and nothing personal may leave in an error.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import NoReturn
 
 import grpc
 import structlog
@@ -119,13 +118,18 @@ def to_service_error(exc: BaseException) -> ServiceError:
     return ServiceError(grpc.StatusCode.INTERNAL, "internal error in the planner service")
 
 
-def abort(context: grpc.ServicerContext, error: ServiceError) -> NoReturn:
-    """Send *error* (with its details in the status trailer) and end the call."""
+def set_error(context: grpc.ServicerContext | grpc.aio.ServicerContext, error: ServiceError) -> None:
+    """Make *error* (with its details in the status trailer) the call's status.
+
+    The handler then returns without a response and gRPC sends the status. Not
+    ``context.abort``: that sends the status at once, before the call-log interceptor has
+    written the call's line, so a client could see the answer before the server logged it.
+    """
     if error.details:
         status = error.status_proto()
         context.set_trailing_metadata(((STATUS_DETAILS_KEY, status.SerializeToString()),))
-    context.abort(error.code, error.message)
-    raise AssertionError("unreachable: context.abort raises")
+    context.set_code(error.code)
+    context.set_details(error.message)
 
 
 def status_from_trailers(metadata: Iterable[tuple[str, str | bytes]] | None) -> status_pb2.Status | None:
@@ -139,12 +143,12 @@ def status_from_trailers(metadata: Iterable[tuple[str, str | bytes]] | None) -> 
 __all__ = [
     "STATUS_DETAILS_KEY",
     "ServiceError",
-    "abort",
     "deadline_exceeded",
     "draft_errors",
     "failed_precondition",
     "invalid_argument",
     "not_found",
+    "set_error",
     "status_from_trailers",
     "to_service_error",
     "unavailable",

@@ -53,23 +53,39 @@ class ProjectSnapshot:
                              compare=False)
 
 
-def _stat_entry(path: Path, name: str) -> tuple[str, int, int, int]:
+def _stat_entry(path: str, name: str) -> tuple[str, int, int, int]:
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError:
         return (name, -1, -1, -1)
     return (name, st.st_size, st.st_mtime_ns, st.st_ino)
 
 
+def _audience_files(folder: str) -> list[tuple[str, int, int, int]]:
+    """Stat entries of the ``.aud`` files under *folder* (like ``os.walk``: symlinked folders
+    are not entered)."""
+    entries = []
+    try:
+        with os.scandir(folder) as listing:
+            for item in listing:
+                if item.is_dir():
+                    if not item.is_symlink():
+                        entries.extend(_audience_files(item.path))
+                elif item.name.endswith(".aud"):
+                    entries.append(_stat_entry(item.path, item.path))
+    except OSError:
+        pass
+    return entries
+
+
 def fingerprint(project_dir: Path, audiences_dir: Path | None) -> Fingerprint:
-    """What the project's definitions look like on disk, cheaply (stat calls, no reads)."""
-    entries = [_stat_entry(project_dir / CONFIG_FILE, CONFIG_FILE)]
-    if audiences_dir is not None and audiences_dir.is_dir():
-        for dirpath, _dirs, files in os.walk(audiences_dir):
-            for name in files:
-                if name.endswith(".aud"):
-                    path = Path(dirpath) / name
-                    entries.append(_stat_entry(path, str(path)))
+    """What the project's definitions look like on disk, cheaply (stat calls, no reads).
+
+    Asked on every call, so plain strings and ``os.scandir`` rather than ``Path`` objects.
+    """
+    entries = [_stat_entry(os.path.join(project_dir, CONFIG_FILE), CONFIG_FILE)]
+    if audiences_dir is not None:
+        entries.extend(_audience_files(os.fspath(audiences_dir)))
     return tuple(sorted(entries))
 
 
@@ -96,6 +112,20 @@ class ProjectCache:
         self._warehouses: list[Warehouse] = []
         self._generation = 0
         self._last_good: ProjectSnapshot | None = None
+
+    def current(self) -> ProjectSnapshot | None:
+        """The current snapshot when no file changed since the last load, else None (no reload).
+
+        Only stat calls: cheap enough for the asyncio server to ask on its event loop, and
+        hand the slow reload (:meth:`get`) to a worker thread only when it is due.
+        """
+        state = self._state
+        if state is None or fingerprint(self.project_dir, self._audiences_dir) != state.fingerprint:
+            return None
+        if state.error is not None:
+            raise state.error
+        assert state.snapshot is not None
+        return state.snapshot
 
     def get(self) -> ProjectSnapshot:
         """The current snapshot, reloading first when a file changed since the last load."""
@@ -128,6 +158,7 @@ class ProjectCache:
         # The audiences folder may have moved with the config: fingerprint what is now watched.
         if config.audiences_dir != watched:
             seen = fingerprint(self.project_dir, config.audiences_dir)
+        _ = project.git_commit  # runs `git` once, here in a worker, not in a call on the event loop
         errors = sum(d.severity == "error" for d in project.diagnostics)
         log.info("audience_service.project_loaded", generation=self._generation,
                  audiences=len(project.audiences), errors=errors)

@@ -11,10 +11,16 @@ Failures are never cached: a caller that arrives after a failure computes again.
 With a *refresher* (an executor), an expired result may still be served for ``stale_for``
 seconds while one background computation replaces it ("stale while revalidate"), so callers
 of a popular question never all wait for a slow warehouse query at once when it expires.
+
+Two ways in: :meth:`ResultCache.get_or_compute` for threads (it blocks), and
+:meth:`ResultCache.aget_or_compute` for the asyncio server: a cached value is returned without
+leaving the event loop, a computation runs in the given executor, and callers waiting for one
+in flight wait on the loop, holding no thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict
@@ -60,6 +66,52 @@ class ResultCache:
         background refresh runs (only with a refresher). *wait_timeout* bounds how long a caller
         waits for someone else's computation (its own deadline); past it, DEADLINE_EXCEEDED.
         """
+        entry, leader = self._claim(key, compute, ttl, stale_for)
+        if leader:
+            self._settle(key, entry, compute, ttl)
+            return entry.future.result()  # type: ignore[no-any-return]
+        try:
+            return entry.future.result(timeout=wait_timeout)  # type: ignore[no-any-return]
+        except FutureTimeout:
+            raise _waited_too_long() from None
+
+    async def aget_or_compute(self, key: Hashable, compute: Callable[[], T], *, ttl: float,
+                              executor: Executor, stale_for: float = 0.0,
+                              wait_timeout: float | None = None) -> T:
+        """:meth:`get_or_compute` for a coroutine: *compute* runs in *executor*, never on the loop.
+
+        The computation belongs to the cache, not to the caller: a caller that is cancelled or
+        reaches *wait_timeout* stops waiting, and the result still reaches the others and the
+        cache.
+        """
+        entry, leader = self._claim(key, compute, ttl, stale_for)
+        if entry.future.done():
+            return entry.future.result()  # type: ignore[no-any-return]
+        if leader:
+            self._submit(executor, key, entry, compute, ttl)
+        waiting = asyncio.shield(asyncio.wrap_future(entry.future))
+        try:
+            return await asyncio.wait_for(waiting, wait_timeout)  # type: ignore[no-any-return]
+        except TimeoutError:
+            raise _waited_too_long() from None
+
+    def prefetch(self, key: Hashable, compute: Callable[[], Any], *, ttl: float,
+                 executor: Executor) -> None:
+        """Start computing *key* in *executor* unless it is cached or in flight already.
+
+        For answers that are about to be asked for (the next second's SQL): the computation
+        is done before the first caller arrives, so no caller waits for it.
+        """
+        with self._lock:
+            if key in self._entries:
+                return
+            entry = _Entry(Future())
+            self._entries[key] = entry
+        self._submit(executor, key, entry, compute, ttl)
+
+    def _claim(self, key: Hashable, compute: Callable[[], Any], ttl: float,
+               stale_for: float) -> tuple[_Entry, bool]:
+        """The entry answering *key* and whether the caller must compute it (it leads)."""
         refresh = False
         with self._lock:
             entry = self._entries.get(key)
@@ -78,23 +130,22 @@ class ResultCache:
             self._entries.move_to_end(key)
         if refresh:
             self._start_refresh(key, entry, compute, ttl)
-        if not leader:
-            try:
-                return entry.future.result(timeout=wait_timeout)  # type: ignore[no-any-return]
-            except FutureTimeout:
-                raise deadline_exceeded("the deadline passed while waiting for the same request "
-                                        "made by another caller") from None
-        return self._lead(key, entry, compute, ttl)
+        return entry, leader
 
-    def _lead(self, key: Hashable, entry: _Entry, compute: Callable[[], T], ttl: float) -> T:
+    def _submit(self, executor: Executor, key: Hashable, entry: _Entry, compute: Callable[[], Any],
+                ttl: float) -> None:
+        try:
+            executor.submit(self._settle, key, entry, compute, ttl)
+        except RuntimeError as exc:  # the executor is shut down: the server is stopping
+            self._fail(key, entry, exc)
+
+    def _settle(self, key: Hashable, entry: _Entry, compute: Callable[[], Any], ttl: float) -> None:
+        """Compute *entry*'s value, or its failure, into its future (never raises)."""
         try:
             value = compute()
         except BaseException as exc:
-            with self._lock:
-                if self._entries.get(key) is entry:
-                    del self._entries[key]
-            entry.future.set_exception(exc)
-            raise
+            self._fail(key, entry, exc)
+            return
         with self._lock:
             if ttl <= 0:
                 if self._entries.get(key) is entry:
@@ -103,7 +154,13 @@ class ResultCache:
                 entry.expires = self._clock() + ttl
                 self._evict()
         entry.future.set_result(value)
-        return value
+
+    def _fail(self, key: Hashable, entry: _Entry, exc: BaseException) -> None:
+        """Failures are not cached: drop the entry, then tell its waiters."""
+        with self._lock:
+            if self._entries.get(key) is entry:
+                del self._entries[key]
+        entry.future.set_exception(exc)
 
     def _start_refresh(self, key: Hashable, stale: _Entry, compute: Callable[[], Any],
                        ttl: float) -> None:
@@ -140,3 +197,8 @@ class ResultCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
+
+
+def _waited_too_long() -> Exception:
+    return deadline_exceeded("the deadline passed while waiting for the same request made by "
+                             "another caller")

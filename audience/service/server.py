@@ -1,5 +1,12 @@
 """Building, running and stopping the planner server (``audience serve``).
 
+The server is a ``grpc.aio`` one: handlers are coroutines on one event loop, cheap and cached
+answers are computed on the loop, and blocking work (warehouse queries, compiling, reloading
+the project, run state) goes to a small bounded thread pool (``max_workers``, default 4; see
+:mod:`~audience.service.servicer`). The loop runs on a thread of its own
+(:class:`EventLoopThread`), so the server is started and stopped from ordinary synchronous
+code: the ``serve`` command's main thread (which keeps the signals) and the tests.
+
 What the server offers besides ``audience.v1.AudienceService``:
 
 - standard health checking (``grpc.health.v1.Health``): SERVING while up, NOT_SERVING from the
@@ -20,23 +27,27 @@ checkpoint on the next refresh), and the warehouse connections are closed.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any, TypeVar
 
 import grpc
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from audience.config import ConfigError
 from audience.errors import OperationalError
+from audience.service.auth import AsyncBearerTokenInterceptor
 from audience.service.call_log import CallLogInterceptor
 from audience.service.project_cache import ProjectCache
 from audience.service.protos import SERVICE_NAME, audience_service_pb2_grpc
@@ -46,19 +57,22 @@ from audience.service.servicer import (
     DEFAULT_WATCH_INTERVAL_SECONDS,
     AudienceServicer,
 )
-from exporters.grpc_ingest.auth import BearerTokenInterceptor
 from exporters.grpc_ingest.tls import TlsFiles
 
 log = structlog.get_logger()
 
+T = TypeVar("T")
+
 DEFAULT_PORT = 50051
 DEFAULT_TOKEN_ENV = "AUDIENCE_TOKEN"
+DEFAULT_WORKERS = 4
 SHUTDOWN_GRACE_SECONDS = 30.0
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 __all__ = [
     "DEFAULT_PORT",
+    "EventLoopThread",
     "PlannerServer",
     "TlsFiles",
     "build_server",
@@ -67,36 +81,72 @@ __all__ = [
 ]
 
 
+class EventLoopThread:
+    """An asyncio event loop running on a daemon thread of its own.
+
+    Why a thread: the loop must keep serving while the caller (the CLI's main thread waiting
+    for a signal, a test) goes on with synchronous code; :meth:`run` hands it a coroutine and
+    waits for the result.
+    """
+
+    def __init__(self, name: str = "planner-loop") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def _run_forever(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run *coro* on the loop and return its result (or raise its exception)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        """Stop the loop, wait for its thread, close it (after every task of it has ended)."""
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+
 @dataclass
 class PlannerServer:
-    """A built server with what its shutdown needs; ``start()`` then ``stop()``."""
+    """A built, bound server with what its shutdown needs; ``start()`` then ``stop()``."""
 
-    server: grpc.Server
+    server: grpc.aio.Server
     port: int
     projects: ProjectCache
     servicer: AudienceServicer
-    health: health.HealthServicer
+    health: health_aio.HealthServicer
     executor: futures.ThreadPoolExecutor
     refresher: futures.ThreadPoolExecutor
+    loop: EventLoopThread
     stopped: bool = field(default=False)
 
     def start(self) -> None:
-        self.server.start()
+        self.loop.run(self.server.start())
 
     def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Stop serving, let calls and background runs finish within *grace*, close the warehouse."""
         if self.stopped:
             return
         self.stopped = True
-        self.servicer.stopping.set()
-        self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        self.loop.run(self._stop_serving(grace))
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.refresher.shutdown(wait=True, cancel_futures=True)
+        self.loop.close()
         from audience.runs import api as runs_api
 
         runs_api.wait_for_background(grace)
         self.projects.close()
+
+    async def _stop_serving(self, grace: float) -> None:
+        self.servicer.stopping.set()  # watch streams end now, not at the end of the grace
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
 
 
 def create_planner_server(
@@ -106,13 +156,14 @@ def create_planner_server(
     port: int = DEFAULT_PORT,
     token: str | None = None,
     tls: TlsFiles | None = None,
-    max_workers: int = 32,
+    max_workers: int = DEFAULT_WORKERS,
     result_ttl: float = DEFAULT_RESULT_TTL_SECONDS,
     watch_interval: float = DEFAULT_WATCH_INTERVAL_SECONDS,
 ) -> PlannerServer:
     """Load the project (fail fast: ConfigError, WarehouseError) and bind ``host:port``.
 
-    Port 0 picks a free port (``.port`` tells which).
+    Port 0 picks a free port (``.port`` tells which). *max_workers* threads do the blocking
+    work of calls: few, because on a small machine more threads only fight for the GIL.
     """
     # Background refreshes of expiring estimates: few threads, reused, so the warehouse's
     # per-thread cursors do not pile up.
@@ -124,30 +175,40 @@ def create_planner_server(
     except BaseException:
         refresher.shutdown(wait=False)
         raise
-    servicer = AudienceServicer(projects, result_ttl=result_ttl, watch_interval=watch_interval)
-    interceptors: list[grpc.ServerInterceptor] = [CallLogInterceptor()]
-    if token:
-        interceptors.append(BearerTokenInterceptor(token))
     executor = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="planner")
-    server = grpc.server(executor, interceptors=interceptors, options=[
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.so_reuseport", 0),
-    ])
-    audience_service_pb2_grpc.add_AudienceServiceServicer_to_server(servicer, server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for service in ("", SERVICE_NAME):
-        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
+    servicer = AudienceServicer(projects, executor=executor, result_ttl=result_ttl,
+                                watch_interval=watch_interval)
+    loop = EventLoopThread()
     try:
-        bound = _bind(server, f"{host}:{port}", tls)
+        server, health_servicer, bound = loop.run(
+            _build(servicer, f"{host}:{port}", token=token, tls=tls))
     except BaseException:
+        loop.close()
         executor.shutdown(wait=False)
         refresher.shutdown(wait=False)
         projects.close()
         raise
-    return PlannerServer(server, bound, projects, servicer, health_servicer, executor, refresher)
+    return PlannerServer(server, bound, projects, servicer, health_servicer, executor, refresher, loop)
+
+
+async def _build(servicer: AudienceServicer, address: str, *, token: str | None,
+                 tls: TlsFiles | None) -> tuple[grpc.aio.Server, health_aio.HealthServicer, int]:
+    """The server with every service, bound to *address* (on the loop: aio objects live there)."""
+    interceptors: list[grpc.aio.ServerInterceptor] = [CallLogInterceptor()]
+    if token:
+        interceptors.append(AsyncBearerTokenInterceptor(token))
+    server = grpc.aio.server(interceptors=interceptors, options=[
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.so_reuseport", 0),
+    ])
+    audience_service_pb2_grpc.add_AudienceServiceServicer_to_server(servicer, server)
+    health_servicer = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for service in ("", SERVICE_NAME):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
+    return server, health_servicer, _bind(server, address, tls)
 
 
 def build_server(
@@ -157,19 +218,15 @@ def build_server(
     port: int,
     token: str | None,
     tls: TlsFiles | None,
-    max_workers: int = 32,
-) -> tuple[grpc.Server, int]:
-    """The server (not started) and its bound port; see :func:`create_planner_server`.
-
-    For a clean shutdown (health, background runs, warehouse) prefer
-    :func:`create_planner_server`, whose result has ``stop()``.
-    """
+    max_workers: int = DEFAULT_WORKERS,
+) -> tuple[PlannerServer, int]:
+    """The server (not started) and its bound port; see :func:`create_planner_server`."""
     planner = create_planner_server(project_dir, host=host, port=port, token=token, tls=tls,
                                     max_workers=max_workers)
-    return planner.server, planner.port
+    return planner, planner.port
 
 
-def _bind(server: grpc.Server, address: str, tls: TlsFiles | None) -> int:
+def _bind(server: grpc.aio.Server, address: str, tls: TlsFiles | None) -> int:
     try:
         bound = (server.add_insecure_port(address) if tls is None
                  else server.add_secure_port(address, tls.server_credentials()))

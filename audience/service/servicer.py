@@ -5,23 +5,34 @@ when files changed, see :mod:`~audience.service.project_cache`) and raises
 :class:`~audience.service.errors.ServiceError` or a domain exception on failure; the
 :func:`_unary` / :func:`_streaming` wrappers turn those into statuses with details.
 
+The handlers are coroutines on the ``grpc.aio`` server's event loop. What is cheap (parsing
+requests, cached answers, building responses) is done right there; what blocks (warehouse
+queries, compiling SQL, checking a draft, reloading the project, reading run state, starting a
+refresh) goes to a small bounded thread pool (``executor``). So a cached answer never queues
+behind a slow query, the few worker threads do not fight the loop for the GIL the way a large
+sync-server pool does, and a WatchRun stream holds no thread while it waits for the next poll.
+
 Expensive results (compiled SQL, funnels, overlaps) are cached per snapshot, so an edited
-definition is never answered from the old one. Identical calls in flight share one
-computation. SQL is cached for the snapshot's life (it depends only on definitions, catalog and
-``as_of``); warehouse results are fresh for ``result_ttl`` seconds (the warehouse's rows change
-underneath), then served for another ``result_ttl`` while one background query refreshes
-them. "Now" is truncated to the second for compiling (so repeated calls share the SQL) and,
-for estimates and overlaps, means "a result computed about a minute ago at most"; every
+definition is never answered from the old one; for compiles and estimates what is cached is
+the finished response message (its rounding depends only on the snapshot's configuration), so
+a hit costs a lookup. Identical calls in flight share one computation. SQL is cached for the
+snapshot's life (it depends only on definitions, catalog and ``as_of``); warehouse results are
+fresh for ``result_ttl`` seconds (the warehouse's rows change underneath), then served for
+another ``result_ttl`` while one background query refreshes them. "Now" is truncated to the
+second for compiling (so repeated calls share the SQL) and, for estimates and overlaps, means
+"a result computed about a minute ago at most"; every
 response says which ``as_of`` it is for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import functools
 import threading
-from collections.abc import Callable, Hashable, Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from concurrent.futures import Executor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,12 +54,12 @@ from audience.service.drafts import (
 )
 from audience.service.errors import (
     ServiceError,
-    abort,
     deadline_exceeded,
     draft_errors,
     failed_precondition,
     invalid_argument,
     not_found,
+    set_error,
     to_service_error,
     unavailable,
 )
@@ -60,7 +71,7 @@ from audience.service.names import (
     parse_run_name,
 )
 from audience.service.pagination import decode_token, encode_token, page_size
-from audience.service.project_cache import ProjectCache
+from audience.service.project_cache import ProjectCache, ProjectSnapshot
 from audience.service.protos import audience_pb2 as pb
 from audience.service.protos import audience_service_pb2 as rpc
 from audience.service.protos import audience_service_pb2_grpc as rpc_grpc
@@ -69,6 +80,7 @@ from consent_filter.funnel import Funnel
 
 T = TypeVar("T")
 Handler = Callable[..., Any]
+Context = grpc.aio.ServicerContext
 
 DEFAULT_RESULT_TTL_SECONDS = 30.0
 DEFAULT_WATCH_INTERVAL_SECONDS = 0.25
@@ -80,30 +92,33 @@ def _unary(method: Handler) -> Handler:
     """Map whatever the handler raises to a status (never let grpc answer UNKNOWN)."""
 
     @functools.wraps(method)
-    def wrapper(self: AudienceServicer, request: Any, context: grpc.ServicerContext) -> Any:
+    async def wrapper(self: AudienceServicer, request: Any, context: Context) -> Any:
         try:
-            return method(self, request, context)
-        except Exception as exc:  # context.abort is only called below, outside the try
-            error = to_service_error(exc)
-        abort(context, error)
+            return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            set_error(context, to_service_error(exc))
+            return None
 
     return wrapper
 
 
 def _streaming(method: Handler) -> Handler:
     @functools.wraps(method)
-    def wrapper(self: AudienceServicer, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    async def wrapper(self: AudienceServicer, request: Any, context: Context) -> AsyncIterator[Any]:
         try:
-            yield from method(self, request, context)
-            return
+            async for item in method(self, request, context):
+                yield item
+        except grpc.aio.AbortError:
+            raise
         except Exception as exc:
-            error = to_service_error(exc)
-        abort(context, error)
+            set_error(context, to_service_error(exc))
 
     return wrapper
 
 
-def check_deadline(context: grpc.ServicerContext) -> float | None:
+def check_deadline(context: grpc.ServicerContext | Context) -> float | None:
     """Seconds left for the call (None: no deadline); DEADLINE_EXCEEDED when none are left.
 
     Called before expensive work, so a call whose client has given up does not start a
@@ -111,7 +126,7 @@ def check_deadline(context: grpc.ServicerContext) -> float | None:
     """
     remaining = context.time_remaining()
     if remaining is None or remaining >= threading.TIMEOUT_MAX:
-        return None  # grpc reports "no deadline" as an enormous number of seconds
+        return None  # grpc reports "no deadline" as None (aio) or an enormous number of seconds
     if remaining <= 0:
         raise deadline_exceeded()
     return remaining
@@ -128,27 +143,36 @@ def _requested_as_of(request: Any) -> datetime | None:
 class AudienceServicer(rpc_grpc.AudienceServiceServicer):
     """The RPCs (CamelCase names, as the generated base class requires)."""
 
-    def __init__(self, projects: ProjectCache, *, result_ttl: float = DEFAULT_RESULT_TTL_SECONDS,
-                 watch_interval: float = DEFAULT_WATCH_INTERVAL_SECONDS,
-                 stopping: threading.Event | None = None) -> None:
+    def __init__(self, projects: ProjectCache, *, executor: Executor,
+                 result_ttl: float = DEFAULT_RESULT_TTL_SECONDS,
+                 watch_interval: float = DEFAULT_WATCH_INTERVAL_SECONDS) -> None:
         self.projects = projects
+        self.executor = executor
         self.result_ttl = result_ttl
         self.watch_interval = watch_interval
-        self.stopping = stopping or threading.Event()
+        self.stopping = asyncio.Event()  # set on the server's loop when a shutdown begins
 
     @property
     def project_dir(self) -> Path:
         return self.projects.project_dir
 
+    def _blocking(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+        """Run *fn* in the worker pool, off the event loop (it blocks: I/O, queries, parsing)."""
+        return asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
+
+    async def _snapshot(self) -> ProjectSnapshot:
+        """The project snapshot; a reload (files changed) is done in the worker pool."""
+        return self.projects.current() or await self._blocking(self.projects.get)
+
     # ---- audiences ---------------------------------------------------------------------------
     @_unary
-    def ListAudiences(self, request: rpc.ListAudiencesRequest,
-                      context: grpc.ServicerContext) -> rpc.ListAudiencesResponse:
+    async def ListAudiences(self, request: rpc.ListAudiencesRequest,
+                            context: Context) -> rpc.ListAudiencesResponse:
         size = page_size(request.page_size)
         after = decode_token(request.page_token, "audiences", "")
         if after is not None and not isinstance(after, str):
             raise invalid_argument("page_token is not a token of ListAudiences", "page_token")
-        project = self.projects.get().project
+        project = (await self._snapshot()).project
         names = sorted(project.audiences)
         start = bisect.bisect_right(names, after) if after is not None else 0
         page = names[start:start + size]
@@ -160,10 +184,10 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
             total_size=len(names))
 
     @_unary
-    def GetAudience(self, request: rpc.GetAudienceRequest,
-                    context: grpc.ServicerContext) -> rpc.GetAudienceResponse:
+    async def GetAudience(self, request: rpc.GetAudienceRequest,
+                          context: Context) -> rpc.GetAudienceResponse:
         name = parse_audience_name(request.name)
-        project = self.projects.get().project
+        project = (await self._snapshot()).project
         project.audience(name)  # NOT_FOUND
         full = request.view != pb.AUDIENCE_VIEW_BASIC
         return rpc.GetAudienceResponse(audience=self._audience(project, name, full=full))
@@ -178,18 +202,19 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
 
     # ---- drafts and SQL ----------------------------------------------------------------------
     @_unary
-    def ValidateAudience(self, request: rpc.ValidateAudienceRequest,
-                         context: grpc.ServicerContext) -> rpc.ValidateAudienceResponse:
+    async def ValidateAudience(self, request: rpc.ValidateAudienceRequest,
+                               context: Context) -> rpc.ValidateAudienceResponse:
         which = request.WhichOneof("draft")
         if request.audience_id and not AUDIENCE_ID.fullmatch(request.audience_id):
             raise invalid_argument("audience_id must be lowercase letters, digits and _",
                                    "audience_id")
-        project = self.projects.get().project
+        project = (await self._snapshot()).project
         if which == "definition":
-            draft = check_definition(project, request.definition, request.filename)
+            draft = await self._blocking(check_definition, project, request.definition,
+                                         request.filename)
         elif which == "condition":
-            draft = check_condition(project, request.condition, request.audience_id,
-                                    request.filename)
+            draft = await self._blocking(check_condition, project, request.condition,
+                                         request.audience_id, request.filename)
         else:
             raise invalid_argument("set definition (audience blocks) or condition", "definition")
         if draft.errors:
@@ -199,10 +224,10 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
             audiences=[audience_name(a.name) for a in draft.audiences])
 
     @_unary
-    def CompileAudience(self, request: rpc.CompileAudienceRequest,
-                        context: grpc.ServicerContext) -> rpc.CompileAudienceResponse:
+    async def CompileAudience(self, request: rpc.CompileAudienceRequest,
+                              context: Context) -> rpc.CompileAudienceResponse:
         name = parse_audience_name(request.name)
-        snapshot = self.projects.get()
+        snapshot = await self._snapshot()
         config = snapshot.project.config
         dialect = request.dialect or config.warehouse.dialect
         if dialect not in DIALECTS:
@@ -212,16 +237,28 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         if destination is not None and destination not in config.destinations:
             raise invalid_argument(_unknown_destination(destination, config.destinations),
                                    "destination")
-        as_of = _requested_as_of(request) or _now_to_the_second()
-        key = ("compile", name, request.definition, dialect, destination, as_of, request.pretty)
+        requested = _requested_as_of(request)
+        as_of = requested or _now_to_the_second()
 
-        def compute() -> str:
-            target = self._compilable(snapshot.project, name, request.definition)
-            return audience_sql(target, name, as_of, dialect, destination, pretty=request.pretty)
+        def key(when: datetime) -> Hashable:
+            return ("compile", name, request.definition, dialect, destination, when, request.pretty)
 
-        sql = self._cached(snapshot.sql, context, key, compute, ttl=FOREVER)
-        return rpc.CompileAudienceResponse(sql=sql, dialect=dialect,
-                                           as_of_time=convert.timestamp(as_of))
+        def compute_at(when: datetime) -> Callable[[], rpc.CompileAudienceResponse]:
+            def compute() -> rpc.CompileAudienceResponse:
+                target = self._compilable(snapshot.project, name, request.definition)
+                sql = audience_sql(target, name, when, dialect, destination, pretty=request.pretty)
+                return rpc.CompileAudienceResponse(sql=sql, dialect=dialect,
+                                                   as_of_time=convert.timestamp(when))
+            return compute
+
+        response = await self._cached(snapshot.sql, context, key(as_of), compute_at(as_of), ttl=FOREVER)
+        if requested is None and not request.definition:
+            # "Now" moves on every second: compile the next second's SQL before it is asked for,
+            # so callers at a second boundary do not all wait for a fresh compile.
+            upcoming = as_of + timedelta(seconds=1)
+            snapshot.sql.prefetch(key(upcoming), compute_at(upcoming), ttl=FOREVER,
+                                  executor=self.executor)
+        return response
 
     @staticmethod
     def _compilable(project: Project, name: str, definition: str = "") -> Project:
@@ -238,23 +275,28 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
 
     # ---- counts ------------------------------------------------------------------------------
     @_unary
-    def EstimateAudience(self, request: rpc.EstimateAudienceRequest,
-                         context: grpc.ServicerContext) -> rpc.EstimateAudienceResponse:
+    async def EstimateAudience(self, request: rpc.EstimateAudienceRequest,
+                               context: Context) -> rpc.EstimateAudienceResponse:
         name = parse_audience_name(request.name)
-        snapshot = self.projects.get()
+        snapshot = await self._snapshot()
         project = self._compilable(snapshot.project, name)
         destinations = self._estimate_destinations(project, name, request.destinations)
         as_of = _requested_as_of(request)
         key = ("estimate", name, tuple(destinations), as_of)
 
-        def compute() -> tuple[datetime, dict[str, Funnel]]:
+        def compute() -> rpc.EstimateAudienceResponse:
             from audience.consented import consented
 
             when = as_of or datetime.now(UTC)
-            return when, {d: consented(project, name, d, when).funnel() for d in destinations}
+            funnels = {d: consented(project, name, d, when).funnel() for d in destinations}
+            return self._estimate_response(project, name, when, destinations, funnels)
 
-        when, funnels = self._cached(snapshot.results, context, key, compute, ttl=self.result_ttl,
-                                     stale_for=self.result_ttl)
+        return await self._cached(snapshot.results, context, key, compute, ttl=self.result_ttl,
+                                  stale_for=self.result_ttl)
+
+    @staticmethod
+    def _estimate_response(project: Project, name: str, when: datetime, destinations: list[str],
+                           funnels: dict[str, Funnel]) -> rpc.EstimateAudienceResponse:
         dests = project.config.destinations
         return rpc.EstimateAudienceResponse(
             audience=audience_name(name), as_of_time=convert.timestamp(when),
@@ -281,15 +323,15 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         return list(dict.fromkeys(chosen))
 
     @_unary
-    def OverlapAudiences(self, request: rpc.OverlapAudiencesRequest,
-                         context: grpc.ServicerContext) -> rpc.OverlapAudiencesResponse:
+    async def OverlapAudiences(self, request: rpc.OverlapAudiencesRequest,
+                               context: Context) -> rpc.OverlapAudiencesResponse:
         names = [parse_audience_name(n, f"names[{i}]") for i, n in enumerate(request.names)]
         if not 2 <= len(names) <= MAX_OVERLAP_AUDIENCES:
             raise invalid_argument(f"names must hold 2 to {MAX_OVERLAP_AUDIENCES} audiences",
                                    "names")
         if len(set(names)) != len(names):
             raise invalid_argument("names must not repeat an audience", "names")
-        snapshot = self.projects.get()
+        snapshot = await self._snapshot()
         project = snapshot.project
         for name in names:
             self._compilable(project, name)
@@ -308,8 +350,8 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
             when = as_of or datetime.now(UTC)
             return (when, *overlap_counts(project, names, when))
 
-        when, sizes, pairs = self._cached(snapshot.results, context, key, compute, ttl=self.result_ttl,
-                                          stale_for=self.result_ttl)
+        when, sizes, pairs = await self._cached(snapshot.results, context, key, compute,
+                                                ttl=self.result_ttl, stale_for=self.result_ttl)
         return rpc.OverlapAudiencesResponse(
             threshold=threshold, as_of_time=convert.timestamp(when),
             sizes=[rpc.AudienceSize(audience=audience_name(n),
@@ -319,70 +361,85 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
                                     both=convert.rounded_count(count, threshold))
                    for (i, j), count in sorted(pairs.items())])
 
-    @staticmethod
-    def _cached(cache: ResultCache, context: grpc.ServicerContext, key: Hashable,
-                compute: Callable[[], T], *, ttl: float, stale_for: float = 0.0) -> T:
+    async def _cached(self, cache: ResultCache, context: Context, key: Hashable,
+                      compute: Callable[[], T], *, ttl: float, stale_for: float = 0.0) -> T:
+        """A cached answer straight from the loop; a computation in the worker pool."""
         remaining = check_deadline(context)
-        return cache.get_or_compute(key, compute, ttl=ttl, stale_for=stale_for,
-                                    wait_timeout=remaining)
+        return await cache.aget_or_compute(key, compute, ttl=ttl, stale_for=stale_for,
+                                           executor=self.executor, wait_timeout=remaining)
 
     # ---- runs --------------------------------------------------------------------------------
     @_unary
-    def RefreshAudience(self, request: rpc.RefreshAudienceRequest,
-                        context: grpc.ServicerContext) -> rpc.RefreshAudienceResponse:
+    async def RefreshAudience(self, request: rpc.RefreshAudienceRequest,
+                              context: Context) -> rpc.RefreshAudienceResponse:
         name = parse_audience_name(request.name)
-        snapshot = self.projects.get()
+        snapshot = await self._snapshot()
         project = self._compilable(snapshot.project, name)
         destination = request.destination or None
         if destination is not None and destination not in project.config.destinations:
             raise invalid_argument(
                 _unknown_destination(destination, project.config.destinations), "destination")
         check_deadline(context)
-        run_ids = runs_api.start_refresh(self.project_dir, name, destination,
-                                         as_of=_requested_as_of(request), force=request.force,
-                                         project=project)
-        records = [self._record(name, run_id) for run_id in run_ids]
+        records = await self._blocking(self._start_refresh, project, name, destination,
+                                       _requested_as_of(request), request.force)
         return rpc.RefreshAudienceResponse(runs=[self._run(project, r) for r in records])
 
-    @_unary
-    def GetRun(self, request: rpc.GetRunRequest, context: grpc.ServicerContext) -> rpc.GetRunResponse:
-        audience, run_id = parse_run_name(request.name)
-        project = self.projects.get().project
-        return rpc.GetRunResponse(run=self._run(project, self._record(audience, run_id)))
+    def _start_refresh(self, project: Project, name: str, destination: str | None,
+                       as_of: datetime | None, force: bool) -> list[RunRecord]:
+        """Create the runs and start them in the background (blocking: writes run state)."""
+        run_ids = runs_api.start_refresh(self.project_dir, name, destination, as_of=as_of,
+                                         force=force, project=project)
+        return [self._record(name, run_id) for run_id in run_ids]
 
     @_unary
-    def ListRuns(self, request: rpc.ListRunsRequest,
-                 context: grpc.ServicerContext) -> rpc.ListRunsResponse:
+    async def GetRun(self, request: rpc.GetRunRequest, context: Context) -> rpc.GetRunResponse:
+        audience, run_id = parse_run_name(request.name)
+        project = (await self._snapshot()).project
+        record = await self._blocking(self._record, audience, run_id)
+        return rpc.GetRunResponse(run=self._run(project, record))
+
+    @_unary
+    async def ListRuns(self, request: rpc.ListRunsRequest,
+                       context: Context) -> rpc.ListRunsResponse:
         audience = parse_parent(request.parent)
         size = page_size(request.page_size)
         offset = decode_token(request.page_token, "runs", request.parent) or 0
         if not isinstance(offset, int) or offset < 0:
             raise invalid_argument("page_token is not a token of ListRuns", "page_token")
-        project = self.projects.get().project
-        records = runs_api.list_runs(self.project_dir, audience=audience, limit=size + 1,
-                                     offset=offset)
+        project = (await self._snapshot()).project
+        records = await self._blocking(functools.partial(
+            runs_api.list_runs, self.project_dir, audience=audience, limit=size + 1, offset=offset))
         more = len(records) > size
         return rpc.ListRunsResponse(
             runs=[self._run(project, r) for r in records[:size]],
             next_page_token=encode_token("runs", request.parent, offset + size) if more else "")
 
     @_streaming
-    def WatchRun(self, request: rpc.WatchRunRequest,
-                 context: grpc.ServicerContext) -> Iterator[rpc.WatchRunResponse]:
+    async def WatchRun(self, request: rpc.WatchRunRequest,
+                       context: Context) -> AsyncIterator[rpc.WatchRunResponse]:
+        """Polls the run's state (in the worker pool); between polls it holds no thread."""
         audience, run_id = parse_run_name(request.name)
-        project = self.projects.get().project
+        project = (await self._snapshot()).project
         last: pb.Run | None = None
         while True:
-            current = self._run(project, self._record(audience, run_id))
+            current = self._run(project, await self._blocking(self._record, audience, run_id))
             if current != last:
                 yield rpc.WatchRunResponse(run=current)
                 last = current
             if current.state in convert.TERMINAL_STATES:
                 return
-            if self.stopping.wait(self.watch_interval):
+            if await self._stops_within(self.watch_interval):
                 raise unavailable("the server is shutting down; watch the run again elsewhere")
-            if not context.is_active():
+            if context.cancelled():
                 return
+
+    async def _stops_within(self, seconds: float) -> bool:
+        """Wait *seconds* on the loop; True at once when a shutdown begins meanwhile."""
+        try:
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
 
     def _record(self, audience: str, run_id: str) -> RunRecord:
         record = runs_api.get_run(self.project_dir, run_id)

@@ -67,7 +67,7 @@ class Running:
 @contextmanager
 def serving(root: Path, *, token: str | None = None, tls: TlsFiles | None = None,
             root_cert: bytes | None = None, result_ttl: float = 60.0,
-            max_workers: int = 32) -> Iterator[Running]:
+            max_workers: int = 4) -> Iterator[Running]:
     planner = create_planner_server(root, host="127.0.0.1", port=0, token=token, tls=tls,
                                     result_ttl=result_ttl, watch_interval=0.05,
                                     max_workers=max_workers)

@@ -13,16 +13,21 @@ import gzip
 import hashlib
 import io
 import json
+import threading
+from pathlib import Path
 
 import grpc
 import pytest
 
+from audience.runs import api as runs_api
+from audience.runs.model import RunRecord
 from audience.service.counts import redact_small_counts
 from audience.service.protos import audience_pb2 as pb
 from audience.service.protos import audience_service_pb2 as rpc
-from tests.service.helpers import Running, field_violations
+from tests.service.helpers import Running, field_violations, serving
 from tests.service.test_audiences import EVERYONE_BLOCK
 from tests.service.test_validate_compile import as_of_ts
+from tests.warehouse_fixture import AS_OF
 
 LIFECYCLE = [pb.RUN_STATE_PENDING, pb.RUN_STATE_BUILDING, pb.RUN_STATE_EXPORTING,
              pb.RUN_STATE_SUCCEEDED]
@@ -147,3 +152,47 @@ def test_small_counts_in_run_errors_are_redacted() -> None:
         "held: fewer than 5 adds and 120 removes exceed max_change (50% of the fewer than 5 "
         "members last exported) at 2026-06-30T12:00:00 in run 20260630T120000Z-ab12cd34; "
         "min_size 5")
+
+
+# ---- watch streams on the asyncio server ---------------------------------------------------------
+BUILDING_RUN = "audiences/everyone/runs/20260101T000000Z-0000beef"
+
+
+@pytest.fixture
+def run_never_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every run reads as still building, so watch streams stay open until ended."""
+    building = RunRecord(run_id=BUILDING_RUN.rsplit("/", 1)[1], audience="everyone",
+                         destination="ads", mode="mirror", state="building", as_of=AS_OF,
+                         created_at=AS_OF)
+    monkeypatch.setattr(runs_api, "get_run", lambda _project_dir, _run_id: building)
+
+
+@pytest.mark.usefixtures("run_never_ends")
+def test_open_watch_streams_hold_no_worker_thread(project_root: Path) -> None:
+    """More open streams than worker threads: each gets its update and other calls still answer
+    (a sync server's pool thread per stream would have run out here)."""
+    with serving(project_root, max_workers=1) as srv:
+        streams = [srv.stub.WatchRun(rpc.WatchRunRequest(name=BUILDING_RUN), timeout=120)
+                   for _ in range(4)]
+        try:
+            assert [next(s).run.state for s in streams] == [pb.RUN_STATE_BUILDING] * 4
+            assert srv.stub.ListAudiences(rpc.ListAudiencesRequest(), timeout=120).total_size == 3
+            got = srv.stub.GetRun(rpc.GetRunRequest(name=BUILDING_RUN), timeout=120)
+            assert got.run.state == pb.RUN_STATE_BUILDING
+        finally:
+            for stream in streams:
+                stream.cancel()
+
+
+@pytest.mark.usefixtures("run_never_ends")
+def test_shutdown_ends_watch_streams_with_unavailable(project_root: Path) -> None:
+    with serving(project_root) as srv:
+        stream = srv.stub.WatchRun(rpc.WatchRunRequest(name=BUILDING_RUN), timeout=120)
+        assert next(stream).run.state == pb.RUN_STATE_BUILDING
+        stopper = threading.Thread(target=srv.planner.stop, kwargs={"grace": 30.0})
+        stopper.start()
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stream)
+        stopper.join(timeout=120)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "shutting down" in caught.value.details()
