@@ -70,8 +70,24 @@ class ConsentedAudience:
         return exportable(self.query).sql(dialect=self.dialect)
 
     def funnel(self) -> Funnel:
-        sql = funnel_query(self.query).sql(dialect=self.dialect)
+        return self.funnel_of(funnel_query(self.query).sql(dialect=self.dialect))
+
+    def funnel_of(self, sql: str) -> Funnel:
         return Funnel.from_rows((int(s), bool(h), int(n)) for s, h, n in self.project.warehouse.query(sql))
+
+
+def funnels(project: Project, audience: str, destinations: list[str], as_of: datetime) -> dict[str, Funnel]:
+    """The funnel per destination; destinations asking the same question (same purposes,
+    identifiers and what the format accepts) share one query — the SQL text is the key."""
+    by_sql: dict[str, Funnel] = {}
+    result = {}
+    for name in destinations:
+        ca = consented(project, audience, name, as_of)
+        sql = funnel_query(ca.query).sql(dialect=ca.dialect)
+        if sql not in by_sql:
+            by_sql[sql] = ca.funnel_of(sql)
+        result[name] = by_sql[sql]
+    return result
 
 
 def consented(project: Project, audience: str, dest_name: str, as_of: datetime) -> ConsentedAudience:
@@ -118,10 +134,8 @@ def estimate_command(args: argparse.Namespace) -> int:
     )
     if not names:
         raise UserError("the project declares no destinations; add one under [destinations] in audience.toml")
-    report = {}
-    for name in names:
-        funnel = consented(project, args.name, name, args.as_of).funnel()
-        report[name] = rounded_funnel(funnel, destination(project, name).min_size)
+    report = {name: rounded_funnel(funnel, destination(project, name).min_size)
+              for name, funnel in funnels(project, args.name, names, args.as_of).items()}
     if args.json:
         print(json.dumps({"audience": args.name, "as_of": args.as_of.isoformat(), "destinations": report}, indent=2))
         return 0

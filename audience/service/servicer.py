@@ -285,11 +285,11 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         key = ("estimate", name, tuple(destinations), as_of)
 
         def compute() -> rpc.EstimateAudienceResponse:
-            from audience.consented import consented
+            from audience.consented import funnels
 
             when = as_of or datetime.now(UTC)
-            funnels = {d: consented(project, name, d, when).funnel() for d in destinations}
-            return self._estimate_response(project, name, when, destinations, funnels)
+            return self._estimate_response(project, name, when, destinations,
+                                           funnels(project, name, destinations, when))
 
         return await self._cached(snapshot.results, context, key, compute, ttl=self.result_ttl,
                                   stale_for=self.result_ttl)
