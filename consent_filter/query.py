@@ -255,18 +255,17 @@ def consent_query(
     key = col(catalog.profile_key, p)
     country = col(catalog.country_column, p) if catalog.country_column else None
     perms = "perm"
+    if catalog.profile_key != "profile_key" and "profile_key" in _rule_columns(catalog, target):
+        members_cte = False  # the members' key column name would hide that profile column
     if members_cte:
-        m = "m"
         decisions = _decisions(
             policy, target, as_of, consent_table, current, exp.select(col("profile_key", MEMBERS)).from_(MEMBERS)
         )
         q = (
-            exp.select(exp.alias_(col("profile_key", m), "profile_key"))
-            .from_(exp.Table(this=exp.to_identifier(MEMBERS), alias=exp.TableAlias(this=exp.to_identifier(m))))
-            .join(
-                table_ref(catalog.profile, p), on=exp.EQ(this=key.copy(), expression=col("profile_key", m)), copy=False
-            )
-            .with_(MEMBERS, as_=definition.copy(), materialized=dialect in ("duckdb", "postgres"), copy=False)
+            exp.select(exp.alias_(col("profile_key", p), "profile_key"))
+            .from_(exp.Table(this=exp.to_identifier(MEMBERS), alias=exp.TableAlias(this=exp.to_identifier(p))))
+            .with_(MEMBERS, as_=_with_rule_columns(definition, catalog, target),
+                   materialized=dialect in ("duckdb", "postgres"), copy=False)
         )
     else:
         decisions = _decisions(policy, target, as_of, consent_table, current, None)
@@ -330,12 +329,29 @@ def consent_query(
         threshold = exp.Literal.number(round(holdout_percent * 100))
         # Over the members' key, not the profile table's: an engine may push a filter on a
         # profile column down into the profile scan and hash every profile, not only members.
-        member_key = col("profile_key", "m") if members_cte else key.copy()
+        member_key = col("profile_key", p) if members_cte else key.copy()
         held = exp.LT(this=holdout_bucket(audience, member_key, dialect), expression=threshold)
     else:
         held = exp.false()
     columns.append(exp.alias_(held, HELD_OUT))
     return q.select(*columns, copy=False)
+
+
+def _rule_columns(catalog: Catalog, target: ExportTarget) -> list[str]:
+    wanted = [catalog.profile_key, catalog.country_column, catalog.birth_date_column]
+    return [c for c in wanted if c] + [catalog.identifiers[k] for k in target.identifiers if k in catalog.identifiers]
+
+
+def _with_rule_columns(definition: exp.Select, catalog: Catalog, target: ExportTarget) -> exp.Select:
+    """The definition's members with the profile columns the rules read, under their own names.
+
+    Read in the definition's own scan of the profile table rather than by joining the members
+    back to it: a second scan of the identifier columns cost as much as the whole filter.
+    """
+    members = definition.copy()
+    for name in dict.fromkeys(c for c in _rule_columns(catalog, target) if c != "profile_key"):
+        members = members.select(col(name, PROFILE_ALIAS), copy=False)
+    return members
 
 
 def _decisions(
