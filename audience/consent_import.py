@@ -39,14 +39,16 @@ def import_command(args: argparse.Namespace) -> int:
 
     def rows() -> Iterator[tuple[str, str, str, str | None, str | None, str]]:
         nonlocal imported
+        stamp: tuple[object, str | None] = (None, None)  # a line's rows share one time: format it once
         for item in read_signals(path, args.format, vendor_id=config.consent.tcf_vendor_id):  # type: ignore[union-attr]
             if isinstance(item, SignalError):
                 errors.append(item)
                 continue
             row: ConsentRow = item
             imported += 1
-            yield (row.profile_key, row.purpose, row.status, _utc_text(row.updated_at),
-                   _utc_text(row.expires_at), row.source)
+            if stamp[0] is not row.updated_at:
+                stamp = (row.updated_at, _utc_text(row.updated_at))
+            yield (row.profile_key, row.purpose, row.status, stamp[1], _utc_text(row.expires_at), row.source)
 
     wh = connect(config.warehouse.url, config.root)
     try:
