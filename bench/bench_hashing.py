@@ -17,13 +17,16 @@ So the numbers are end to end, and the paths differ only in how identifiers are 
 
 ``ours``, ``oursmp``, ``sql`` and ``sqlcsv`` must write byte-identical parts (checked).
 Each path runs in its own process, so its peak RSS (``VmHWM``) is its own; ``oursmp`` adds
-its workers' peak. CPU seconds include DuckDB's threads and the compressor thread, which
+its workers' peak. CPU seconds include DuckDB's threads and the compressor threads, which
 matters when other jobs share the machine: members per CPU second is then the steadier
 number.
 
-A second table times the writer alone on pre-hashed rows: ``DropWriter`` against the
-standard-library way it used to work (``csv.writer`` into ``gzip.GzipFile``), checking the
-bytes are identical, plus raw deflate speed of zlib and, if installed, ISA-L (``isal``).
+A second table times the writer alone on pre-hashed rows: ``DropWriter`` (ISA-L blocks in a
+thread pool) against the standard-library way it used to work (``csv.writer`` into
+``gzip.GzipFile``), checking both hold the same CSV text, plus raw deflate speed of zlib and
+ISA-L (``isal``) at level 1. A third compares the cost of one SHA-256 (hex) of a short
+string: Python's OpenSSL-backed ``hashlib`` in a loop against DuckDB's ``sha256`` on one
+thread.
 
     .venv/bin/python bench/bench_hashing.py                       # 1M members, both workloads
     .venv/bin/python bench/bench_hashing.py --sizes 1000000,10000000 --workloads email+maid
@@ -58,6 +61,7 @@ if str(ROOT) not in sys.path:
 
 import duckdb  # noqa: E402
 import structlog  # noqa: E402
+from isal import isal_zlib  # noqa: E402
 from sqlglot import exp  # noqa: E402
 
 from exporters.drop_writer import DropWriter  # noqa: E402
@@ -194,9 +198,9 @@ def lines_sqlcsv(connection, kinds, fmt, chunk_rows, stats) -> Iterator[str]:
     select, python_kinds = _sql_select(kinds, fmt)
     if python_kinds:
         raise SystemExit("sqlcsv needs every identifier type to be SQL-capable (no phones)")
-    cells = " || ',' || ".join(f"coalesce(h{n}, '')" for n in range(len(kinds)))
+    cells = ", ',', ".join(f"h{n}" for n in range(len(kinds)))  # concat() reads NULL as ''
     aliases = ", ".join(f"h{n}" for n in range(len(kinds)))
-    cursor = connection.execute(f"SELECT {cells} FROM (SELECT {select} FROM members) AS t({aliases})")
+    cursor = connection.execute(f"SELECT concat({cells}) FROM (SELECT {select} FROM members) AS t({aliases})")
     chunks = iter(lambda: cursor.fetchmany(chunk_rows), [])
     empty = "," * (len(kinds) - 1)
     return filter(empty.__ne__, map(itemgetter(0), itertools.chain.from_iterable(chunks)))
@@ -349,9 +353,8 @@ def run_worker(args: argparse.Namespace) -> dict:
 # --- the writer alone: DropWriter vs csv.writer + gzip.GzipFile, and raw deflate speed -------
 
 
-def reference_write(path: Path, columns: list[str], rows: list[Row]) -> str:
+def reference_write(path: Path, columns: list[str], rows: list[Row]) -> None:
     """What DropWriter did before: csv.writer rows into one gzip.GzipFile (mtime 0, level 1)."""
-    digest = hashlib.sha256()
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(columns)
@@ -361,9 +364,6 @@ def reference_write(path: Path, columns: list[str], rows: list[Row]) -> str:
             out.write(text.getvalue().encode())
             text.seek(0)
             text.truncate()
-    with open(path, "rb") as written:
-        digest.update(written.read())
-    return digest.hexdigest()
 
 
 def run_writer_worker(args: argparse.Namespace) -> dict:
@@ -380,23 +380,19 @@ def run_writer_worker(args: argparse.Namespace) -> dict:
     part = writer.write_part("members", 0, rows)
     ours = time.perf_counter() - started
     started = time.perf_counter()
-    reference = reference_write(out / "reference.csv.gz", ["email", "maid"], rows)
+    reference_write(out / "reference.csv.gz", ["email", "maid"], rows)
     stdlib = time.perf_counter() - started
     text = gzip.decompress((out / "reference.csv.gz").read_bytes())
     result = {
         "rows": n,
         "dropwriter_s": ours,
         "stdlib_s": stdlib,
-        "identical": part.sha256 == reference,
+        "identical": gzip.decompress((out / "drop" / part.key).read_bytes()) == text,
+        "bytes": {"DropWriter": part.bytes, "stdlib": (out / "reference.csv.gz").stat().st_size},
         "csv_mb": len(text) / 1e6,
-        "deflate": {"zlib-1": _deflate_seconds(zlib, text)},
+        "deflate": {"zlib-1": _deflate_seconds(zlib, text), "isal-1": _deflate_seconds(isal_zlib, text)},
+        "sha256_per_million": _sha256_seconds(digests),
     }
-    try:
-        from isal import isal_zlib
-
-        result["deflate"]["isal-1"] = _deflate_seconds(isal_zlib, text)
-    except ImportError:
-        pass
     shutil.rmtree(out, ignore_errors=True)
     return result
 
@@ -407,6 +403,25 @@ def _deflate_seconds(module, data: bytes) -> tuple[float, int]:
     size = sum(len(compressor.compress(data[i : i + (1 << 21)])) for i in range(0, len(data), 1 << 21))
     size += len(compressor.flush())
     return time.perf_counter() - started, size
+
+
+def _sha256_seconds(values: list[str]) -> dict[str, float]:
+    """Seconds per million SHA-256 hex digests of the same short strings (emails' length)."""
+    strings = [f"{value[:12]}@{value[12:20]}.com" for value in values]
+    sha256 = hashlib.sha256
+    started = time.perf_counter()
+    in_python = [sha256(s.encode()).hexdigest() for s in strings]
+    python_s = time.perf_counter() - started
+    with duckdb.connect() as connection:
+        connection.execute("SET threads = 1")
+        connection.execute("CREATE TABLE s AS SELECT unnest(?) AS x", [strings])
+        started = time.perf_counter()
+        (largest,) = connection.execute("SELECT max(sha256(x)) FROM s").fetchone()
+        duckdb_s = time.perf_counter() - started
+    if largest != max(in_python):
+        raise SystemExit("DuckDB and hashlib disagree on SHA-256 (bug!)")
+    scale = 1e6 / len(strings)
+    return {"hashlib loop": python_s * scale, "DuckDB sha256, 1 thread": duckdb_s * scale}
 
 
 # --- orchestration ---------------------------------------------------------------------------
@@ -452,7 +467,7 @@ def report(size: int, workload: str, results: dict[str, dict]) -> None:
         )
     digests = {tuple(results[p]["parts_sha256"]) for p in IDENTICAL if "seconds" in results.get(p, {})}
     if digests:
-        print(f"ours/oursmp/sql/sqlcsv parts: {'identical' if len(digests) == 1 else 'DIFFERENT (bug!)'}")
+        print(f"{'/'.join(IDENTICAL)} parts: {'identical' if len(digests) == 1 else 'DIFFERENT (bug!)'}")
     for path in IDENTICAL:
         if results.get(path, {}).get("stats"):
             print(f"drop counts ({path}): {json.dumps(results[path]['stats'])}")
@@ -462,12 +477,16 @@ def report(size: int, workload: str, results: dict[str, dict]) -> None:
 def report_writer(result: dict) -> None:
     print(f"\n== writer alone: {result['rows']:,} pre-hashed rows (email,maid), {result['csv_mb']:.0f} MB of CSV ==")
     ours, stdlib = result["dropwriter_s"], result["stdlib_s"]
-    print(f"DropWriter (joined lines, deflate in a thread) {result['rows'] / ours:12,.0f} rows/s")
+    sizes, rows = result["bytes"], result["rows"]
+    print(f"DropWriter (ISA-L blocks, thread pool)       {rows / ours:12,.0f} rows/s  {sizes['DropWriter']:,} B")
+    print(f"csv.writer + gzip.GzipFile (previous writer) {rows / stdlib:12,.0f} rows/s  {sizes['stdlib']:,} B")
     speedup = f"DropWriter is x{stdlib / ours:.2f}"
-    print(f"csv.writer + gzip.GzipFile (previous writer)   {result['rows'] / stdlib:12,.0f} rows/s  ({speedup})")
-    print(f"same bytes: {'yes' if result['identical'] else 'NO (bug!)'}")
+    print(f"{speedup}; same CSV text: {'yes' if result['identical'] else 'NO (bug!)'}")
     for name, (seconds, size) in result["deflate"].items():
         print(f"deflate {name:7} {result['csv_mb'] / seconds:7.0f} MB/s in, {size / 1e6:6.1f} MB out")
+    print("one SHA-256 hex digest of an email-sized string, per million:")
+    for name, seconds in result["sha256_per_million"].items():
+        print(f"  {name:24} {seconds:6.3f} s")
 
 
 def main() -> None:

@@ -3,16 +3,17 @@
 Layout under the store: ``<audience>/<run_id>/{adds,removes,members}-NNNNN.csv.gz`` and,
 written last, ``<audience>/<run_id>/manifest.json``; a folder without a manifest is an
 unfinished run. Parts are byte-for-byte deterministic (gzip mtime 0, no file name in the
-header, fixed level, ``\\n`` endings, minimal quoting), so re-running a run writes the same
-keys with the same bytes, and a part already present with the same SHA-256 is not uploaded
-again. Rows are streamed to a temp file, so memory does not grow with the row count.
+header, ``\\n`` endings, minimal quoting, fixed-size blocks deflated one by one, see
+``exporters.gzip_blocks``), so re-running a run writes the same keys with the same bytes,
+and a part already present with the same SHA-256 is not uploaded again. Rows are streamed
+to a temp file, so memory does not grow with the row count.
 
 Speed (the export hot path): rows are formatted a block at a time by joining cells (encoded
 values never need CSV quoting; any block that might is formatted by ``csv.writer`` instead),
-and a background thread compresses while the caller produces the next block (zlib releases
-the GIL). The bytes are exactly those of ``csv.writer`` + ``gzip.GzipFile(mtime=0)``. A
-source that can build the CSV lines itself (DuckDB, on every core) hands them to
-``write_part_lines``, which checks them as it checks rows and writes the same bytes.
+and blocks are deflated by ISA-L in a thread pool while the caller produces the next ones.
+The CSV text is exactly what ``csv.writer`` writes. A source that can build the CSV lines
+itself (DuckDB, on every core) hands them to ``write_part_lines``, which checks them as it
+checks rows and writes the same bytes.
 
 Only hashed identifiers may be written: cells must already be normalized and hashed by
 ``exporters.hashing``. As a last guard, cells that look like a raw email or phone number are
@@ -22,24 +23,22 @@ refused (the error names the row and column, never the value).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import itertools
 import json
-import queue
+import operator
 import re
-import struct
 import tempfile
-import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter, methodcaller
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import structlog
 
+from exporters.gzip_blocks import ParallelGzipWriter
 from exporters.objectstore.base import ExportStoreError, ObjectStore
 
 T = TypeVar("T")
@@ -49,20 +48,14 @@ log = structlog.get_logger()
 PartKind = Literal["adds", "removes", "members"]
 PART_KINDS: tuple[PartKind, ...] = ("adds", "removes", "members")
 MANIFEST_NAME = "manifest.json"
-#: Fixed so that the same rows always give the same bytes. Level 1: hashed identifiers are
-#: high-entropy, so level 6 saves only ~2% of size for ~3x the CPU time.
-COMPRESSLEVEL = 1
 MAX_PART_INDEX = 99_999
-#: Rows formatted per block before compression: bounds memory (a block of two hex columns is
-#: ~2 MB), amortizes per-call costs and the compressor thread's GIL hand-overs.
+#: Rows formatted per block: bounds memory (a block of two hex columns is ~2 MB) and
+#: amortizes per-call costs. The compressed bytes do not depend on it.
 _BATCH_ROWS = 16384
-#: Blocks waiting for the compressor thread: bounds memory when compression is the bottleneck.
-_QUEUE_BLOCKS = 3
 #: Cells this short might be a raw phone number: such blocks take the checked, slow path.
 _SHORT_CELL = 16
 _NONE_AS_EMPTY: dict[object, str] = {None: ""}
 _ROW_TYPES = frozenset({tuple, list})
-_count_commas = methodcaller("count", ",")
 #: Formats one block of rows (or lines), given how many rows came before it, as bytes.
 _BlockFormatter = Callable[[list[Any], int], bytes]
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]*")
@@ -111,81 +104,6 @@ def split_parts(rows: Iterable[T], rows_per_part: int, *, at_least_one: bool = T
             pass
 
 
-def _gzip_header(level: int) -> bytes:
-    """The 10 bytes ``gzip.GzipFile(filename="", mtime=0)`` writes (RFC 1952, no FNAME).
-
-    XFL says 4 ("fastest") for level 1 and 2 for level 9, as CPython does; OS is 255.
-    """
-    xfl = b"\x04" if level == 1 else b"\x02" if level == 9 else b"\x00"
-    return b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + xfl + b"\xff"
-
-
-class _GzipSink:
-    """Gzip-compresses blocks into ``target`` in a background thread; hashes what it writes.
-
-    One deflate stream over all blocks, so the output is byte-identical to
-    ``gzip.GzipFile(filename="", mtime=0)`` fed the same data (zlib's output does not depend
-    on how the input is split). The caller's thread only computes the CRC (cheap) and queues
-    blocks; deflate, the file write and the SHA-256 run in the thread and release the GIL.
-    """
-
-    def __init__(self, target: BinaryIO, level: int) -> None:
-        self._target = target
-        self.digest = hashlib.sha256()
-        self.size = 0
-        self._crc = 0
-        self._length = 0
-        self._deflate = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL, 0)
-        self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_BLOCKS)
-        self._error: BaseException | None = None
-        self._emit(_gzip_header(level))
-        self._thread = threading.Thread(target=self._run, name="drop-writer-gzip", daemon=True)
-        self._thread.start()
-
-    def _emit(self, data: bytes) -> None:
-        if data:
-            self._target.write(data)
-            self.digest.update(data)
-            self.size += len(data)
-
-    def _run(self) -> None:
-        # Keeps taking blocks after a failure, so a producer blocked on a full queue never hangs.
-        while (block := self._blocks.get()) is not None:
-            if self._error is None:
-                try:
-                    self._emit(self._deflate.compress(block))
-                except BaseException as exc:  # handed to the caller's thread
-                    self._error = exc
-
-    def write(self, data: bytes) -> None:
-        """Queue one block (raises the compressor thread's error, if it had one)."""
-        if self._error is not None:
-            self._stop()
-        self._crc = zlib.crc32(data, self._crc)
-        self._length += len(data)
-        self._blocks.put(data)
-
-    def _stop(self) -> None:
-        if self._thread.is_alive():
-            self._blocks.put(None)
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-    def close(self) -> None:
-        """Finish the stream: remaining blocks, then the deflate tail, CRC-32 and length."""
-        self._stop()
-        self._emit(self._deflate.flush())
-        self._emit(struct.pack("<II", self._crc, self._length & 0xFFFFFFFF))
-
-    def abort(self) -> None:
-        """Stop the thread after a failure elsewhere (its own error, if any, is dropped)."""
-        self._error = None
-        if self._thread.is_alive():
-            self._blocks.put(None)
-            self._thread.join()
-
-
 def _looks_raw(cell: str) -> bool:
     """True for what is plainly a raw email or phone number rather than a hash."""
     if "@" in cell:
@@ -226,6 +144,55 @@ def _joined_block(batch: list[Sequence[str | None]], width: int) -> bytes | None
         return text.encode()
     except (TypeError, UnicodeEncodeError):  # not str, unhashable, lone surrogate: checked path
         return None
+
+
+def _checked_lines_bytes(batch: list[str], width: int) -> bytes | None:
+    """The lines as one ``\\n``-ended block when whole-block checks prove them plain; else ``None``.
+
+    Plain: ``str`` lines, no quote, CR or ``@``, exactly ``width - 1`` commas each (each line
+    has at least that many, and the block has exactly that many in all), no newline inside a
+    line, no line without a value, and no cell 1-16 characters long. Counting is done on the
+    encoded bytes (faster than on ``str``). ``None`` sends the block to the per-line checks.
+    """
+    try:
+        data = "\n".join([*batch, ""]).encode()  # with the last line's newline
+    except (TypeError, UnicodeEncodeError):
+        return None
+    rows = len(batch)
+    if b'"' in data or b"\r" in data or b"@" in data or "," * (width - 1) in batch:
+        return None
+    if data.count(b"\n") != rows or data.count(b",") != (width - 1) * rows:
+        return None
+    return data if _cells_long_or_empty(batch, width) else None
+
+
+def _cells_long_or_empty(lines: list[str], width: int) -> bool:
+    """Every cell of these lines is empty or longer than ``_SHORT_CELL``; ``False`` as well
+    when a line has fewer than ``width - 1`` commas.
+
+    Commas are located with ``str.find`` a column at a time, so the per-line work stays in C;
+    a cell's span (its length plus one) is the distance between the separators around it.
+    """
+    previous: list[int] | None = None  # per line, the comma before the current cell; None: line start
+    for _ in range(width - 1):
+        if previous is None:
+            commas = list(map(str.find, lines, itertools.repeat(",")))
+            spans = {position + 1 for position in set(commas)}
+        else:
+            starts = map(operator.add, previous, itertools.repeat(1))
+            commas = list(map(str.find, lines, itertools.repeat(","), starts))
+            spans = set(map(operator.sub, commas, previous))
+        if -1 in commas or not _long_or_empty(spans):
+            return False
+        previous = commas
+    lengths = map(len, lines)
+    spans = {length + 1 for length in set(lengths)} if previous is None else set(map(operator.sub, lengths, previous))
+    return _long_or_empty(spans)
+
+
+def _long_or_empty(spans: set[int]) -> bool:
+    """``spans`` are cell lengths plus one (distance from the previous separator)."""
+    return all(span == 1 or span > _SHORT_CELL + 1 for span in spans)
 
 
 def _check_segment(value: str, what: str) -> str:
@@ -350,19 +317,20 @@ class DropWriter:
         """Stream rows into ``path`` block by block (bounded memory, compression overlapped)."""
         count = 0
         source = iter(rows)
+        header = (",".join(self.columns) + "\n").encode()  # names match _COLUMN: no quoting
         with open(path, "wb") as raw:
-            sink = _GzipSink(raw, COMPRESSLEVEL)
+            sink = ParallelGzipWriter(raw)
             try:
-                sink.write((",".join(self.columns) + "\n").encode())  # names match _COLUMN: no quoting
+                sink.write(header)
                 while batch := list(itertools.islice(source, _BATCH_ROWS)):
                     if count + len(batch) > self.rows_per_part:
                         raise ValueError(f"part has more than {self.rows_per_part} rows")
                     sink.write(block(batch, count))
                     count += len(batch)
+                sink.close()
             except BaseException:
                 sink.abort()
                 raise
-            sink.close()
         return count, sink.digest.hexdigest(), sink.size
 
     def _csv_block(self, batch: list[Sequence[str | None]], before: int) -> bytes:
@@ -397,23 +365,11 @@ class DropWriter:
 
     def _lines_block(self, batch: list[str], before: int) -> bytes:
         """The bytes of a block of pre-joined lines (rows ``before + 1`` on), checked."""
-        width = len(self.columns)
-        try:
-            text = "\n".join([*batch, ""])  # with the last line's newline
-        except TypeError:
-            text = ""  # the check below names the line
-        if (
-            text == "\n"
-            or '"' in text
-            or "\r" in text
-            or "@" in text
-            or text.count("\n") != len(batch)
-            or set(map(_count_commas, batch)) != {width - 1}
-            or "," * (width - 1) in batch
-            or any(0 < size <= _SHORT_CELL for size in set(map(len, text.replace("\n", ",").split(","))))
-        ):
+        data = _checked_lines_bytes(batch, len(self.columns))
+        if data is None:
             self._check_lines(batch, before)  # raises for the first bad line; short words pass
-        return text.encode()
+            data = "\n".join([*batch, ""]).encode()
+        return data
 
     def _check_lines(self, batch: list[str], before: int) -> None:
         for number, line in enumerate(batch, before + 1):

@@ -68,7 +68,7 @@ class DropSink:
             raise OperationalError(f"destination {dest.name}: {err}") from None
 
     def send(self, plan: ExportPlan, checkpoints: Checkpoints) -> dict[str, Any]:
-        from exporters.drop_writer import DropWriter
+        from exporters.drop_writer import DropWriter, split_parts
         from exporters.objectstore import ExportStoreError
 
         writer = DropWriter(self.store, plan.audience, plan.run_id, plan.columns, rows_per_part=self.dest.rows_per_file)
@@ -76,7 +76,9 @@ class DropSink:
         sent = 0
         try:
             for kind, rows in (("members" if plan.full else "adds", plan.adds), ("removes", plan.removes)):
-                for index, part in enumerate(_chunks(rows(), self.dest.rows_per_file)):
+                # Parts stream into the writer (a part is up to a million rows: never held in a
+                # list); the rows of a part skipped on resume are read past, not kept.
+                for index, part in enumerate(split_parts(rows(), self.dest.rows_per_file, at_least_one=False)):
                     step = f"part:{kind}:{index}"
                     previous = done.get(step)
                     if previous and writer.existing_part(kind, index, expected_sha256=previous["sha256"]):  # type: ignore[arg-type]
