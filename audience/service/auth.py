@@ -15,10 +15,9 @@ from typing import Any
 
 import grpc
 
-from exporters.grpc_ingest.auth import DEFAULT_EXEMPT_PREFIXES
+from exporters.grpc_ingest.auth import DEFAULT_EXEMPT_PREFIXES, handler_like, presented_token
 
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
-Metadata = Sequence[tuple[str, str | bytes]]
 
 
 class AsyncBearerTokenInterceptor(grpc.aio.ServerInterceptor):
@@ -36,18 +35,11 @@ class AsyncBearerTokenInterceptor(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method  # type: ignore[attr-defined]
         if method.startswith(self._exempt):
             return await continuation(handler_call_details)
-        presented = _authorization(handler_call_details.invocation_metadata)  # type: ignore[attr-defined]
+        presented = presented_token(handler_call_details.invocation_metadata)  # type: ignore[attr-defined]
         if presented is not None and hmac.compare_digest(presented.encode(), self._expected):
             return await continuation(handler_call_details)
         reason = "missing bearer token" if presented is None else "invalid bearer token"
         return _denying_handler(await continuation(handler_call_details), reason)
-
-
-def _authorization(metadata: Metadata | None) -> str | None:
-    for key, value in metadata or ():
-        if key.lower() == "authorization" and isinstance(value, str):
-            return value
-    return None
 
 
 def _denying_handler(handler: grpc.RpcMethodHandler | None, reason: str) -> grpc.RpcMethodHandler | None:
@@ -63,12 +55,4 @@ def _denying_handler(handler: grpc.RpcMethodHandler | None, reason: str) -> grpc
         context.set_code(grpc.StatusCode.UNAUTHENTICATED)
         context.set_details(reason)
 
-    kwargs = {"request_deserializer": handler.request_deserializer,
-              "response_serializer": handler.response_serializer}
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(deny, **kwargs)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(deny, **kwargs)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(deny, **kwargs)
-    return grpc.unary_unary_rpc_method_handler(deny, **kwargs)
+    return handler_like(handler, deny)

@@ -40,18 +40,34 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
         if method.startswith(self._exempt):
             return continuation(handler_call_details)
         metadata = handler_call_details.invocation_metadata  # type: ignore[attr-defined]
-        presented = _authorization(metadata)
+        presented = presented_token(metadata)
         if presented is not None and hmac.compare_digest(presented.encode(), self._expected):
             return continuation(handler_call_details)
         reason = "missing bearer token" if presented is None else "invalid bearer token"
         return _denying_handler(continuation(handler_call_details), reason)
 
 
-def _authorization(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+def presented_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+    """The call's ``authorization`` metadata value, if any."""
     for key, value in metadata or ():
         if key.lower() == "authorization" and isinstance(value, str):
             return value
     return None
+
+
+def handler_like(handler: grpc.RpcMethodHandler, behaviour: Callable[..., Any]) -> grpc.RpcMethodHandler:
+    """A handler of the same streaming kind and (de)serializers as *handler* running *behaviour*."""
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(behaviour, **kwargs)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(behaviour, **kwargs)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(behaviour, **kwargs)
+    return grpc.unary_unary_rpc_method_handler(behaviour, **kwargs)
 
 
 def _denying_handler(
@@ -64,14 +80,4 @@ def _denying_handler(
     def deny(_request: Any, context: grpc.ServicerContext) -> Any:
         context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
 
-    kwargs = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(deny, **kwargs)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(deny, **kwargs)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(deny, **kwargs)
-    return grpc.unary_unary_rpc_method_handler(deny, **kwargs)
+    return handler_like(handler, deny)
