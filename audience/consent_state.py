@@ -50,13 +50,19 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def usable_current(wh: Warehouse, consent_table: Table | None, as_of: datetime) -> Table | None:
-    """The condensed table when it is fresh for `as_of` (rebuilt first if it is stale), or None
-    when the consent query must read the history."""
+def usable_current(wh: Warehouse, consent_table: Table | None, as_of: datetime, *,
+                   rebuild_stale: bool = True) -> Table | None:
+    """The condensed table when it is fresh for `as_of`, or None when the consent query must
+    read the history.
+
+    A stale table is rebuilt first unless `rebuild_stale` is false: a caller that reads the
+    decisions of every profile once (a refresh run) would pay the whole aggregation of the
+    history and then still read the result — reading the history directly is cheaper there.
+    """
     if wh.dialect != "duckdb" or consent_table is None or not all(c in consent_table.columns for c in _REQUIRED):
         return None
     try:
-        return _fresh(wh, consent_table, as_of)
+        return _fresh(wh, consent_table, as_of, rebuild_stale)
     except WarehouseError as err:  # e.g. a concurrent rebuild elsewhere: the history is always right
         log.warning("consent_current_unavailable", error=str(err))
         return None
@@ -78,7 +84,7 @@ def _recorded_mark(wh: Warehouse, consent_table: Table) -> tuple[int, str] | Non
     return (int(found[0][0]), found[0][1] or "") if found else None
 
 
-def _fresh(wh: Warehouse, consent_table: Table, as_of: datetime) -> Table | None:
+def _fresh(wh: Warehouse, consent_table: Table, as_of: datetime, rebuild_stale: bool) -> Table | None:
     rows, newest, not_after_as_of = _source_mark(wh, consent_table, as_of)
     if not not_after_as_of:
         return None
@@ -87,6 +93,8 @@ def _fresh(wh: Warehouse, consent_table: Table, as_of: datetime) -> Table | None
     if seen.get(consent_table.name) == (rows, newest) or _recorded_mark(wh, consent_table) == (rows, newest):
         seen[consent_table.name] = (rows, newest)
         return table
+    if not rebuild_stale:
+        return None
     with _REBUILD:
         if _recorded_mark(wh, consent_table) != (rows, newest):
             rebuild(wh, consent_table)

@@ -240,7 +240,7 @@ class RunEngine:
         q = consent_query(base, catalog, policy_of(project), target_of(dest), run.as_of, audience=run.audience,
                           holdout_percent=float(sync.audience.holdout), dialect=self.wh.dialect,
                           consent_table=project.consent_table, members_cte=False,
-                          current=usable_current(self.wh, project.consent_table, run.as_of))
+                          current=usable_current(self.wh, project.consent_table, run.as_of, rebuild_stale=False))
         return q.select(exp.alias_(in_definition, "in_definition"),
                         exp.alias_(snap.profile_fingerprint(catalog, dest.format, dest.identifiers, self.wh.dialect),
                                    "fingerprint"),
