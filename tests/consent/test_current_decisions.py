@@ -180,3 +180,20 @@ def test_a_known_history_condenses_to_known_rows() -> None:
         (2, "ads", t("2026-02-01 00:00"), 0, 1, 0, t("2026-04-01 00:00")),
         (3, "ads", t("2026-02-01 00:00"), 0, 1, 1, t("2026-03-01 00:00")),
     ]
+
+
+def test_a_refresh_run_reads_the_history_rather_than_rebuild(project: Path) -> None:
+    """`rebuild_stale=False` (the refresh engine): a stale table is not rebuilt, a fresh one is used."""
+    p = load_project(project)
+    try:
+        assert usable_current(p.warehouse, p.consent_table, AS_OF, rebuild_stale=False) is None  # never built
+        assert usable_current(p.warehouse, p.consent_table, AS_OF) is not None  # built now
+        assert usable_current(p.warehouse, p.consent_table, AS_OF, rebuild_stale=False) is not None
+    finally:
+        p.close()
+    append(project, deny(112, "2026-04-01 00:00:00"))
+    p = load_project(project)
+    try:
+        assert usable_current(p.warehouse, p.consent_table, AS_OF, rebuild_stale=False) is None  # stale again
+    finally:
+        p.close()
