@@ -8,24 +8,27 @@ from pathlib import Path
 
 import structlog
 
+from audience.config import ProjectConfig, load_config
 from audience.project import Project, load_project
 from audience.runs.engine import LeaseLost, RunEngine, SyncBusy, find_sync
-from audience.runs.model import RunRecord
+from audience.runs.model import FAILED, RunRecord
 from audience.runs.store import StateStore
 
 log = structlog.get_logger()
 _threads: list[threading.Thread] = []
 
 
+def store_for(config: ProjectConfig) -> StateStore:
+    """The state store named by `[state] url`."""
+    return StateStore(config.state.url, config.root)
+
+
 def open_store(project: Project) -> StateStore:
-    return StateStore(project.config.state.url, project.config.root)
+    return store_for(project.config)
 
 
 def _state_store(project_dir: Path) -> StateStore:
-    from audience.config import load_config
-
-    config = load_config(Path(project_dir))
-    return StateStore(config.state.url, config.root)
+    return store_for(load_config(Path(project_dir)))
 
 
 def start_refresh(project_dir: Path, audience: str, destination: str | None, *, as_of: datetime | None,
@@ -52,7 +55,7 @@ def start_refresh(project_dir: Path, audience: str, destination: str | None, *, 
                     log.error("run.crashed", run_id=run.run_id, error=str(err))
                     record = worker_store.get_run(run.run_id)
                     if record and not record.finished:
-                        record.state, record.error = "failed", str(err)
+                        record.state, record.error = FAILED, str(err)
                         record.finished_at = datetime.now(UTC)
                         worker_store.save_run(record)
         finally:

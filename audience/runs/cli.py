@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from audience.errors import UserError
-from audience.runs.api import open_store
+from audience.runs.api import open_store, store_for
 from audience.runs.engine import LeaseLost, RunEngine, Sync, SyncBusy, SyncNotDue, find_sync
 from audience.runs.model import SUCCEEDED, RunRecord
 from audience.runs.schedule import due_syncs
@@ -154,12 +154,11 @@ def plan_command(args: argparse.Namespace) -> int:
 
 def runs_command(args: argparse.Namespace) -> int:
     from audience.commands import open_config
-    from audience.runs.store import StateStore
 
     config = open_config(args)
     if config is None:
         return 1
-    store = StateStore(config.state.url, config.root)
+    store = store_for(config)
     try:
         runs = store.list_runs(limit=args.limit)
     finally:
@@ -169,8 +168,8 @@ def runs_command(args: argparse.Namespace) -> int:
         return 0
     print(f"{'run':<26} {'audience':<28} {'destination':<14} {'state':<10} {'adds':>7} {'removes':>7} "
           f"{'started':<20} {'finished':<20} error")
+    fmt = lambda t: t.strftime("%Y-%m-%d %H:%M:%S") if t else "-"  # noqa: E731
     for r in runs:
-        fmt = lambda t: t.strftime("%Y-%m-%d %H:%M:%S") if t else "-"  # noqa: E731
         print(f"{r.run_id:<26} {r.audience:<28} {r.destination:<14} {r.state:<10} "
               f"{r.counts.get('adds_sent', 0):>7} {r.counts.get('removes_sent', 0):>7} "
               f"{fmt(r.started_at):<20} {fmt(r.finished_at):<20} {r.error or ''}")

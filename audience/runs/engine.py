@@ -24,7 +24,7 @@ from audience.consented import policy_of, target_of
 from audience.errors import OperationalError, UserError
 from audience.project import Project
 from audience.runs import snapshots as snap
-from audience.runs.model import BUILDING, EXPORTING, FAILED, HELD, PENDING, SUCCEEDED, RunRecord
+from audience.runs.model import ACTIVE, BUILDING, EXPORTING, FAILED, HELD, PENDING, SUCCEEDED, RunRecord
 from audience.runs.schedule import sync_due
 from audience.runs.sinks import ExportPlan, sink_for
 from audience.runs.store import StateStore, now, worker_id
@@ -130,13 +130,11 @@ class RunEngine:
         return self._resume_or_create(sync, as_of, force, None)
 
     def _resume_or_create(self, sync: Sync, as_of: datetime, force: bool, run_id: str | None) -> RunRecord:
-        for run in self.store.runs_of_sync(sync.audience.name, sync.destination.name):
-            if run.state in (PENDING, BUILDING, EXPORTING):
-                log.info("run.resume", run_id=run.run_id, state=run.state)
-                if force and not run.force:
-                    run.force = True
-                return run
-            break
+        newest = next(iter(self.store.runs_of_sync(sync.audience.name, sync.destination.name)), None)
+        if newest is not None and newest.state in ACTIVE:
+            log.info("run.resume", run_id=newest.run_id, state=newest.state)
+            newest.force = newest.force or force
+            return newest
         created = now()
         aud = sync.audience
         run = RunRecord(
@@ -161,24 +159,26 @@ class RunEngine:
         run.started_at = run.started_at or now()
         try:
             snap.ensure_schema(self.wh)
-            if "plan" not in self.store.checkpoints(run.run_id):
+            done = self.store.checkpoints(run.run_id)
+            if "plan" not in done:
                 run.state = BUILDING
                 self._save(run)
                 decision = self._build_plan(sync, run)
                 self._renew()  # still ours: only the lease holder may freeze the plan
                 self.store.checkpoint(run.run_id, "plan", decision)
                 pause_point("plan")
-            decision = self.store.checkpoints(run.run_id)["plan"]
+                done = self.store.checkpoints(run.run_id)  # go on with the plan as stored, as a resume would
+            decision = done["plan"]
             run.counts = dict(decision["counts"])
             run.full_upload = decision["full"]
             run.state = EXPORTING
             run.progress_total = decision["counts"].get("rows_to_send", 0)
             self._save(run)
-            if "exported" not in self.store.checkpoints(run.run_id):
+            if "exported" not in done:
                 result = self._export(sync, run, decision)
                 self.store.checkpoint(run.run_id, "exported", result)
                 pause_point("exported")
-            if "snapshot" not in self.store.checkpoints(run.run_id):
+            if "snapshot" not in done:
                 self._apply_snapshot(run, decision)
                 self.store.checkpoint(run.run_id, "snapshot", {})
                 pause_point("snapshot")
@@ -302,7 +302,7 @@ class RunEngine:
                        f"JOIN ({self._staying_unchanged(run, deletions)}) AS m "
                        f"ON m.member_key = x.member_key AND m.fingerprint = x.fingerprint "
                        f"WHERE {self._mine(run, 'x')}")
-        self._plan_removes(run, sync.mode, rid, deletions, withdraw=bool(sync.withdraw))
+        self._plan_removes(run, sync.mode, deletions, withdraw=bool(sync.withdraw))
         wh.execute(f"DELETE FROM {stage} WHERE run_id = {rid}")  # scratch: the plan tables say it all now
         return self._decide(sync, run, full=full, funnel=funnel, invalid=invalid, new=changes - invalid,
                             previous=previous, preview=preview)
@@ -363,7 +363,7 @@ class RunEngine:
         self.wh.bulk_insert(snap.table("plan_adds"), columns, rows())
         return changes, invalid
 
-    def _plan_removes(self, run: RunRecord, mode: str, rid: str, deletions: bool, *, withdraw: bool = False) -> None:
+    def _plan_removes(self, run: RunRecord, mode: str, deletions: bool, *, withdraw: bool = False) -> None:
         """Every sent tuple that should leave, with why, and its hashes; forced reasons go out in
         every mode.
 
@@ -373,7 +373,7 @@ class RunEngine:
         warehouse (the stage then accounts for fewer members than the snapshot holds), and older
         tuples that an additive run kept for members who stay.
         """
-        t, stage, current = snap.table, self._stage, _current("s")
+        t, stage, current, rid = snap.table, self._stage, _current("s"), snap.lit(run.run_id)
         reason = (f"CASE WHEN s.{STAGE} = {SUPPRESSED} THEN 'suppressed' WHEN s.{STAGE} = {UNDER_AGE} THEN 'under_age' "
                   f"WHEN s.{STAGE} = {NO_PERMISSION} THEN 'no_permission' "
                   f"WHEN NOT s.in_definition THEN '{'sensitive' if withdraw else 'left'}' "
@@ -415,13 +415,13 @@ class RunEngine:
         """What this run sends: everything, only removals (held / too small), and in which mode."""
         wh, rid, dest, t = self.wh, snap.lit(run.run_id), sync.destination, snap.table
         count = lambda sql: int(wh.query(sql)[0][0])  # noqa: E731
+        exportable = funnel["exportable"] - invalid
         members = 0
         if full:  # a preview hashes nothing: the list is every current member
-            members = funnel["exportable"] - invalid if preview else \
+            members = exportable if preview else \
                 count(f"SELECT COUNT(DISTINCT member_key) FROM {t('plan_adds')} WHERE run_id = {rid}")
-        removes = count(f"SELECT COUNT(*) FROM {t('plan_removes')} WHERE run_id = {rid}")
-        forced = count(f"SELECT COUNT(*) FROM {t('plan_removes')} WHERE run_id = {rid} AND forced")
-        exportable = funnel["exportable"] - invalid
+        removes, forced = (int(n) for n in wh.query(f"SELECT COUNT(*), COUNT(CASE WHEN forced THEN 1 END) "
+                                                    f"FROM {t('plan_removes')} WHERE run_id = {rid}")[0])
         funnel = {**funnel, "no_identifier": funnel["no_identifier"] + invalid, "exportable": exportable}
         outcome, send_adds, send_removes = SUCCEEDED, True, "all"
         too_small = exportable < dest.min_size

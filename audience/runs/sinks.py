@@ -124,7 +124,7 @@ class GrpcSink:
             raise OperationalError(f"destination {self.dest.name}: a partial upload cannot use REPLACE")
         try:
             with self._client() as client:
-                upload = client.open_upload(plan.audience, plan.run_id, mode=mode, format=self.dest_format,
+                upload = client.open_upload(plan.audience, plan.run_id, mode=mode, format=self.dest.format,
                                             columns=plan.columns)
                 received = set(upload.received_sequence_numbers)
                 done = checkpoints.done()
@@ -146,10 +146,6 @@ class GrpcSink:
         except IngestError as err:
             raise OperationalError(f"destination {self.dest.name}: {err}") from None
         return {"upload": final.name, "batches": seq, "members": final.member_count}
-
-    @property
-    def dest_format(self) -> str:
-        return self.dest.format
 
 
 def sink_for(dest: DestinationConfig, config: ProjectConfig) -> Sink:

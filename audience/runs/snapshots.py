@@ -179,11 +179,11 @@ def clear_run(wh: Warehouse, run_id: str) -> None:
         wh.execute(f"DELETE FROM {name} WHERE run_id = {lit(run_id)}")
 
 
-def pivot(source: str, where: str, kinds: Sequence[str], order: bool = True) -> str:
-    """One row per (member, tuple): member_key, fingerprint, then one column per identifier type."""
+def pivot(source: str, where: str, kinds: Sequence[str]) -> str:
+    """One row per (member, tuple), in order: member_key, fingerprint, then one column per identifier type."""
     cases = ", ".join(f"MAX(CASE WHEN id_type = {lit(k)} THEN hashed END) AS {k}" for k in kinds)
-    tail = " ORDER BY member_key, fingerprint" if order else ""
-    return f"SELECT member_key, fingerprint, {cases} FROM {source} WHERE {where} GROUP BY member_key, fingerprint{tail}"
+    return (f"SELECT member_key, fingerprint, {cases} FROM {source} WHERE {where} "
+            "GROUP BY member_key, fingerprint ORDER BY member_key, fingerprint")
 
 
 def iter_rows(wh: Warehouse, sql: str, batch: int = 50_000) -> Iterator[tuple[Any, ...]]:

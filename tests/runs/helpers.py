@@ -41,6 +41,25 @@ US = "opt_out"
 '''
 
 
+def destination(name: str, **keys: Any) -> str:
+    """A `[destinations.NAME]` table of audience.toml: sha256 of emails, for ads_personalization,
+    min_size 1, unless `keys` say otherwise (values are written as TOML)."""
+    defaults = {"format": "sha256", "identifiers": ["email"], "purposes": ["ads_personalization"], "min_size": 1}
+    keys = {**keys, **{key: value for key, value in defaults.items() if key not in keys}}
+    lines = [f"{key} = {str(value).lower() if isinstance(value, bool) else json.dumps(value)}"
+             for key, value in keys.items()]
+    return "\n".join(["", f"[destinations.{name}]", *lines, ""])
+
+
+def file_destination(name: str = "files", uri: str = "file:out/files", **keys: Any) -> str:
+    return destination(name, type="file", uri=uri, **keys)
+
+
+def grpc_destination(name: str, port: int, **keys: Any) -> str:
+    """The sandbox receiver on loopback, without TLS."""
+    return destination(name, type="grpc", target=f"127.0.0.1:{port}", tls=False, **keys)
+
+
 def as_of(step: int) -> datetime:
     """The reference time of the n-th refresh of a scripted life cycle: one day apart."""
     return AS_OF0 + timedelta(days=step)
@@ -62,6 +81,18 @@ def grant(key: int, when: str = "2026-01-01 00:00:00", purpose: str = "ads_perso
 
 def deny(key: int, when: str, purpose: str = "ads_personalization") -> tuple[Any, ...]:
     return (key, purpose, "denied", datetime.fromisoformat(when), None, "first_party")
+
+
+def withdraw_sql(key: int, when: str) -> str:
+    """SQL: fan `key` denies ads_personalization at `when` (a consent row from the web)."""
+    return (f"INSERT INTO consents VALUES ({key}, 'ads_personalization', 'denied', TIMESTAMP '{when}', NULL, "
+            "'web')")
+
+
+def copy_fan_sql(key: int, email: str, like: int) -> str:
+    """SQL: a new fan `key` with `email`, otherwise a copy of fan `like`."""
+    return (f"INSERT INTO fans SELECT {key}, '{email}', phone, city, country, birth_date, score, vip, signup_at, "
+            f"religion FROM fans WHERE fan_id = {like}")
 
 
 # ---- hashes, computed independently ---------------------------------------------------------
@@ -131,6 +162,20 @@ def run_cli(project: Path, *args: str, env: dict[str, str] | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cli_command(project, *args), cwd=REPO_ROOT, env=cli_env(env), capture_output=True,
                           text=True, timeout=timeout, check=False)
+
+
+def kill_at_pause(project: Path, point: str, marker: Path, *args: str) -> int:
+    """Start `audience ARGS`, wait until it pauses at `point` (testhook.py), SIGKILL it there;
+    its exit status."""
+    env = cli_env({"AUDIENCE_TEST_PAUSE_AT": point, "AUDIENCE_TEST_PAUSE_FILE": str(marker)})
+    process = subprocess.Popen(cli_command(project, *args), cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_file(marker, process)
+    finally:
+        process.kill()  # SIGKILL: no handler, no cleanup, as in a crash
+        process.communicate(timeout=60)
+    return process.returncode
 
 
 def runs_json(project: Path) -> list[dict[str, Any]]:

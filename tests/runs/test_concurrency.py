@@ -30,7 +30,9 @@ from tests.runs.helpers import (
     cli_command,
     cli_env,
     fan,
+    file_destination,
     grant,
+    grpc_destination,
     hashed_row,
     iso,
     read_runs,
@@ -68,25 +70,7 @@ SYNCS = {("big_fans", "files"), ("big_fans", "dsp"), ("casual_fans", "files"), (
 
 
 def config(port: int, state_schema: str) -> str:
-    return CONSENT_CONFIG + f'''
-[destinations.files]
-type = "file"
-uri = "file:out/files"
-format = "sha256"
-identifiers = ["email"]
-purposes = ["ads_personalization"]
-min_size = 1
-
-[destinations.dsp]
-type = "grpc"
-target = "127.0.0.1:{port}"
-tls = false
-format = "sha256"
-identifiers = ["email"]
-purposes = ["ads_personalization"]
-min_size = 1
-batch_size = 2
-
+    return CONSENT_CONFIG + file_destination() + grpc_destination("dsp", port, batch_size=2) + f'''
 [state]
 url = "{pg_url(state_schema)}"
 '''
@@ -99,14 +83,12 @@ def pg(sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
 
 
 @pytest.fixture
-def names() -> Iterator[tuple[str, str]]:
-    """A project name and a state schema, cleaned up afterwards."""
-    project, state = f"conc_{uuid.uuid4().hex[:8]}", f"st_{uuid.uuid4().hex[:10]}"
-    yield project, state
+def names(project_name: str) -> Iterator[tuple[str, str]]:
+    """A project name (its snapshot rows deleted afterwards, conftest.py) and a state schema,
+    dropped afterwards."""
+    state = f"st_{uuid.uuid4().hex[:10]}"
+    yield project_name, state
     pg(f"DROP SCHEMA IF EXISTS {state} CASCADE")
-    if pg("SELECT 1 FROM information_schema.schemata WHERE schema_name = 'audience_state'"):
-        for table in ("members", "sent"):
-            pg(f"DELETE FROM audience_state.{table} WHERE project = %s", (project,))
 
 
 def members(n: range | list[int]) -> set[tuple[str, ...]]:

@@ -24,17 +24,21 @@ from tests.runs.helpers import (
     as_of,
     cli_command,
     cli_env,
+    copy_fan_sql,
     duck,
     fan,
+    file_destination,
     grant,
+    grpc_destination,
     hashed_row,
     iso,
+    kill_at_pause,
     read_runs,
     replay,
     run_cli,
     runs_json,
     sandbox_members,
-    wait_for_file,
+    withdraw_sql,
 )
 from tests.warehouse_fixture import ROWS, project_on
 
@@ -47,29 +51,10 @@ audience fans {
 
 
 def grpc_config(port: int) -> str:
-    return CONSENT_CONFIG + f'''
-[destinations.dest]
-type = "grpc"
-target = "127.0.0.1:{port}"
-tls = false
-format = "sha256"
-identifiers = ["email"]
-purposes = ["ads_personalization"]
-min_size = 1
-batch_size = 2
-'''
+    return CONSENT_CONFIG + grpc_destination("dest", port, batch_size=2)
 
 
-FILE_CONFIG = CONSENT_CONFIG + '''
-[destinations.dest]
-type = "file"
-uri = "file:out/dest"
-format = "sha256"
-identifiers = ["email"]
-purposes = ["ads_personalization"]
-min_size = 1
-rows_per_file = 2
-'''
+FILE_CONFIG = CONSENT_CONFIG + file_destination("dest", "file:out/dest", rows_per_file=2)
 
 
 def email(key: int) -> str:
@@ -94,27 +79,18 @@ SCRIPT: list[tuple[str, list[str], set[int]]] = [
                  "UPDATE fans SET score = 0 WHERE fan_id IN (1, 2)"],
      {3, 4, 5, 6, 7, 8, 9, 10}),  # mid-export: 2 of 3 batches acknowledged
     ("commit", ["UPDATE fans SET email = 'three@example.com' WHERE fan_id = 3",
-                "INSERT INTO fans SELECT 11, 'f11@example.com', phone, city, country, birth_date, score, vip, "
-                "signup_at, religion FROM fans WHERE fan_id = 4"],
+                copy_fan_sql(11, "f11@example.com", like=4)],
      {3, 4, 5, 6, 7, 8, 9, 10, 11}),  # every batch sent, not committed
     ("exported", ["INSERT INTO suppressions VALUES (4)"], {3, 5, 6, 7, 8, 9, 10, 11}),  # committed, no snapshot
-    ("snapshot", ["INSERT INTO consents VALUES (5, 'ads_personalization', 'denied', TIMESTAMP '2026-07-05 00:00:00', "
-                  "NULL, 'web')"], {3, 6, 7, 8, 9, 10, 11}),  # snapshot taken, run not marked finished
+    ("snapshot", [withdraw_sql(5, "2026-07-05 00:00:00")],
+     {3, 6, 7, 8, 9, 10, 11}),  # snapshot taken, run not marked finished
 ]
 RENAMED = {3: "three@example.com"}
 
 
 def killed_refresh(project: Path, point: str, step: int, marker: Path) -> None:
     """Start `audience refresh fans`, wait until it pauses at `point`, and SIGKILL it there."""
-    env = cli_env({"AUDIENCE_TEST_PAUSE_AT": point, "AUDIENCE_TEST_PAUSE_FILE": str(marker)})
-    process = subprocess.Popen(cli_command(project, "refresh", "fans", "--as-of", iso(as_of(step))), cwd=REPO_ROOT,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_file(marker, process)
-    finally:
-        process.kill()  # SIGKILL: no handler, no cleanup, as in a crash
-        process.communicate(timeout=60)
-    assert process.returncode == -9
+    assert kill_at_pause(project, point, marker, "refresh", "fans", "--as-of", iso(as_of(step))) == -9
 
 
 def restart(project: Path, step: int) -> None:
@@ -220,9 +196,7 @@ def test_kill9_mid_file_export_rewrites_nothing_twice(tmp_path: Path) -> None:
         assert source.read(f"fans/{run_id}/members-00000.csv.gz") == first_part
         assert replay(folders) == expected({1, 2, 3, 4, 5})
 
-        duck(project, "UPDATE fans SET score = 0 WHERE fan_id = 1",
-             "INSERT INTO fans SELECT 6, 'f6@example.com', phone, city, country, birth_date, score, vip, signup_at, "
-             "religion FROM fans WHERE fan_id = 2")
+        duck(project, "UPDATE fans SET score = 0 WHERE fan_id = 1", copy_fan_sql(6, "f6@example.com", like=2))
         killed_refresh(project, "commit", 1, tmp_path / "paused-1")  # parts written, manifest not
         restart(project, 1)
         folders = read_runs(source, "fans", ["email"])

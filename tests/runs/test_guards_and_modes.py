@@ -18,9 +18,12 @@ from tests.runs.helpers import (
     LocalDrops,
     RunFolder,
     as_of,
+    copy_fan_sql,
     duck,
     fan,
+    file_destination,
     grant,
+    grpc_destination,
     hashed_row,
     iso,
     read_runs,
@@ -28,6 +31,7 @@ from tests.runs.helpers import (
     run_cli,
     runs_json,
     sandbox_members,
+    withdraw_sql,
 )
 from tests.warehouse_fixture import ROWS, project_on
 
@@ -35,18 +39,8 @@ DESTS = ("files", "dsp")
 
 
 def config(port: int, *, min_size: int = 1, max_change: float = 0.5) -> str:
-    common = (f'format = "sha256"\nidentifiers = ["email"]\npurposes = ["ads_personalization"]\n'
-              f"min_size = {min_size}\nmax_change = {max_change}\n")
-    return CONSENT_CONFIG + f'''
-[destinations.files]
-type = "file"
-uri = "file:out/files"
-{common}
-[destinations.dsp]
-type = "grpc"
-target = "127.0.0.1:{port}"
-tls = false
-{common}'''
+    return (CONSENT_CONFIG + file_destination(min_size=min_size, max_change=max_change)
+            + grpc_destination("dsp", port, min_size=min_size, max_change=max_change))
 
 
 def audience(mode: str) -> str:
@@ -90,12 +84,10 @@ def test_a_large_change_is_held_except_forced_removals_until_forced(tmp_path: Pa
         assert code == 0
         duck(project,
              "UPDATE fans SET score = 0 WHERE fan_id <= 5",  # half the members leave
-             "INSERT INTO consents VALUES (6, 'ads_personalization', 'denied', TIMESTAMP '2026-07-01 12:00:00', "
-             "NULL, 'web')",
+             withdraw_sql(6, "2026-07-01 12:00:00"),
              "INSERT INTO suppressions VALUES (7)",
              "UPDATE fans SET birth_date = DATE '2010-01-01' WHERE fan_id = 8",  # now under 18
-             "INSERT INTO fans SELECT 11, 'fan11@example.com', phone, city, country, birth_date, score, vip, "
-             "signup_at, religion FROM fans WHERE fan_id = 9")
+             copy_fan_sql(11, "fan11@example.com", like=9))
         code, runs, stderr = refresh(project, 1)
         assert code == 2
         message = ("held: 1 adds and 5 removes exceed max_change (20% of the 10 members last exported); review "
@@ -131,10 +123,7 @@ def test_too_small_sends_removals_only_and_fails_clearly(tmp_path: Path, sandbox
                     rows(range(1, 6))) as project:
         assert refresh(project, 0)[0] == 0
         duck(project, "UPDATE fans SET score = 0 WHERE fan_id IN (1, 2)",
-             "INSERT INTO consents VALUES (3, 'ads_personalization', 'denied', TIMESTAMP '2026-07-01 12:00:00', "
-             "NULL, 'web')",
-             "INSERT INTO fans SELECT 6, 'fan6@example.com', phone, city, country, birth_date, score, vip, "
-             "signup_at, religion FROM fans WHERE fan_id = 4")
+             withdraw_sql(3, "2026-07-01 12:00:00"), copy_fan_sql(6, "fan6@example.com", like=4))
         code, runs, stderr = refresh(project, 1)
         assert code == 2
         message = ("audience fans is too small for {d}: fewer than 4 profiles remain after consent and holdout "
@@ -164,11 +153,9 @@ def test_additive_sends_adds_and_forced_removals_only(tmp_path: Path, sandbox: S
                     rows(range(1, 6))) as project:
         assert refresh(project, 0)[0] == 0
         duck(project, "UPDATE fans SET score = 0 WHERE fan_id = 1",  # leaves: kept by additive
-             "INSERT INTO consents VALUES (2, 'ads_personalization', 'denied', TIMESTAMP '2026-07-01 12:00:00', "
-             "NULL, 'web')",  # withdraws: removed in every mode
+             withdraw_sql(2, "2026-07-01 12:00:00"),  # withdraws: removed in every mode
              "UPDATE fans SET email = 'three@example.com' WHERE fan_id = 3",  # old hash kept, new one added
-             "INSERT INTO fans SELECT 6, 'fan6@example.com', phone, city, country, birth_date, score, vip, "
-             "signup_at, religion FROM fans WHERE fan_id = 4")
+             copy_fan_sql(6, "fan6@example.com", like=4))
         code, runs, _ = refresh(project, 1)
         assert code == 0
         for dest in DESTS:
@@ -196,9 +183,8 @@ def test_replace_uploads_the_whole_list_every_run(tmp_path: Path, sandbox: Sandb
                     rows(range(1, 6))) as project:
         for step, changes, expected in (
             (0, [], hashed(1, 2, 3, 4, 5)),
-            (1, ["UPDATE fans SET score = 0 WHERE fan_id = 1",
-                 "INSERT INTO fans SELECT 6, 'fan6@example.com', phone, city, country, birth_date, score, vip, "
-                 "signup_at, religion FROM fans WHERE fan_id = 4"], hashed(2, 3, 4, 5, 6)),
+            (1, ["UPDATE fans SET score = 0 WHERE fan_id = 1", copy_fan_sql(6, "fan6@example.com", like=4)],
+             hashed(2, 3, 4, 5, 6)),
         ):
             duck(project, *changes)
             code, runs, _ = refresh(project, step)
@@ -209,8 +195,7 @@ def test_replace_uploads_the_whole_list_every_run(tmp_path: Path, sandbox: Sandb
             assert folders[-1].manifest["mode"] == "replace"
         # too small in replace mode: no whole list, so the removals go out as a delta (never an
         # empty REPLACE, which would wipe the segment)
-        duck(project, *[f"INSERT INTO consents VALUES ({k}, 'ads_personalization', 'denied', "
-                        "TIMESTAMP '2026-07-02 12:00:00', NULL, 'web')" for k in (2, 3, 4)])
+        duck(project, *[withdraw_sql(k, "2026-07-02 12:00:00") for k in (2, 3, 4)])
         code, runs, _ = refresh(project, 2)
         assert code == 2 and {r["state"] for r in runs.values()} == {"failed"}
         files, grpc, folders = destination_state(project, sandbox)

@@ -24,9 +24,12 @@ from tests.runs.helpers import (
     S3Drops,
     as_of,
     change,
+    destination,
     duck,
     fan,
+    file_destination,
     grant,
+    grpc_destination,
     hashed_row,
     iso,
     read_runs,
@@ -34,6 +37,7 @@ from tests.runs.helpers import (
     replay,
     run_cli,
     sandbox_members,
+    withdraw_sql,
 )
 from tests.warehouse_fixture import ROWS, project_on
 
@@ -68,7 +72,7 @@ SCRIPT: list[tuple[str, list[str], set[int]]] = [
     ("fan 6 joins", ["UPDATE fans SET score = 10 WHERE fan_id = 6"], {1, 2, 3, 4, 5, 6}),
     ("fan 3 leaves", ["UPDATE fans SET score = 0 WHERE fan_id = 3"], {1, 2, 4, 5, 6}),
     ("fan 4 withdraws consent",
-     ["INSERT INTO consents VALUES (4, 'ads_personalization', 'denied', TIMESTAMP '2026-07-03 12:00:00', NULL, 'web')"],
+     [withdraw_sql(4, "2026-07-03 12:00:00")],
      {1, 2, 5, 6}),
     ("fan 5 is suppressed", ["INSERT INTO suppressions VALUES (5)"], {1, 2, 6}),
     ("fan 6 is deleted", ["DELETE FROM fans WHERE fan_id = 6"], {1, 2}),
@@ -92,34 +96,10 @@ def expected(members: set[int], dest: str) -> set[tuple[str, ...]]:
 
 
 def config(sandbox: Sandbox, s3: SeaweedS3, prefix: str) -> str:
-    return CONSENT_CONFIG + f'''
-[destinations.files]
-type = "file"
-uri = "file:out/files"
-format = "sha256"
-identifiers = ["email", "phone"]
-purposes = ["ads_personalization"]
-min_size = 1
-
-[destinations.bucket]
-type = "s3"
-uri = "s3://{S3_BUCKET}/{prefix}"
-endpoint_url = "{s3.endpoint_url}"
-region = "us-east-1"
-format = "meta"
-identifiers = ["email", "phone"]
-purposes = ["ads_personalization"]
-min_size = 1
-
-[destinations.dsp]
-type = "grpc"
-target = "127.0.0.1:{sandbox.port}"
-tls = false
-format = "uid2"
-identifiers = ["email"]
-purposes = ["ads_personalization"]
-min_size = 1
-'''
+    return (CONSENT_CONFIG + file_destination(identifiers=["email", "phone"])
+            + destination("bucket", type="s3", uri=f"s3://{S3_BUCKET}/{prefix}", endpoint_url=s3.endpoint_url,
+                          region="us-east-1", format="meta", identifiers=["email", "phone"])
+            + grpc_destination("dsp", sandbox.port, format="uid2"))
 
 
 def refresh(project: Path, step: int) -> dict[str, dict[str, Any]]:
@@ -182,24 +162,7 @@ def test_a_removal_never_drops_a_hash_someone_else_still_holds(tmp_path: Path, s
     fans = [fan(10, "dup@example.com"), fan(11, " DUP@example.com"), fan(12, "Case@Example.com"),
             fan(13, "other@example.com"), fan(14, "fourth@example.com")]
     audience = SHARED_AUDIENCE.replace('"0 6 * * *" }', f'"0 6 * * *", mode: {mode} }}')
-    cfg = CONSENT_CONFIG + f'''
-[destinations.files]
-type = "file"
-uri = "file:out/files"
-format = "sha256"
-identifiers = ["email"]
-purposes = ["ads_personalization"]
-min_size = 1
-
-[destinations.dsp]
-type = "grpc"
-target = "127.0.0.1:{sandbox.port}"
-tls = false
-format = "sha256"
-identifiers = ["email"]
-purposes = ["ads_personalization"]
-min_size = 1
-'''
+    cfg = CONSENT_CONFIG + file_destination() + grpc_destination("dsp", sandbox.port)
     rows = {**ROWS, "fans": fans, "consents": [grant(k) for k in range(10, 15)], "suppressions": []}
     dup, case, other, fourth = (hashed_row([e]) for e in ("dup@example.com", "case@example.com",
                                                           "other@example.com", "fourth@example.com"))
@@ -208,8 +171,7 @@ min_size = 1
         refresh(project, 0)
         assert sandbox_members(sandbox.store, "fans", ["email"]) == {dup, case, other, fourth}
         # fan 11 withdraws consent (a removal sent in every mode), fan 12's email changes case only
-        change(engine, project, "INSERT INTO consents VALUES (11, 'ads_personalization', 'denied', "
-                                "TIMESTAMP '2026-07-01 12:00:00', NULL, 'web')",
+        change(engine, project, withdraw_sql(11, "2026-07-01 12:00:00"),
                "UPDATE fans SET email = 'case@example.com' WHERE fan_id = 12")
         runs = refresh(project, 1)
         assert sandbox_members(sandbox.store, "fans", ["email"]) == {dup, case, other, fourth}
@@ -241,15 +203,7 @@ audience recent_listeners {
   sync files { schedule: "0 12 * * *" }
 }
 """
-EVENT_CONFIG = CONSENT_CONFIG + '''
-[destinations.files]
-type = "file"
-uri = "file:out/files"
-format = "sha256"
-identifiers = ["email"]
-purposes = ["ads_personalization"]
-min_size = 1
-'''
+EVENT_CONFIG = CONSENT_CONFIG + file_destination()
 
 
 @pytest.mark.parametrize("engine", ["duckdb", "postgres"])

@@ -5,7 +5,6 @@ success is skipped. 2026-07-01 is a Wednesday."""
 from __future__ import annotations
 
 import json
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,16 +12,14 @@ import duckdb
 
 from tests.runs.helpers import (
     CONSENT_CONFIG,
-    REPO_ROOT,
-    cli_command,
-    cli_env,
     duck,
     fan,
+    file_destination,
     grant,
     iso,
+    kill_at_pause,
     run_cli,
     runs_json,
-    wait_for_file,
 )
 from tests.warehouse_fixture import ROWS, project_on
 
@@ -40,15 +37,7 @@ audience weekly {
   sync files { schedule: "0 7 * * 1", mode: replace }
 }
 """
-CONFIG = CONSENT_CONFIG + '''
-[destinations.files]
-type = "file"
-uri = "file:out/files"
-format = "sha256"
-identifiers = ["email"]
-purposes = ["ads_personalization"]
-min_size = 1
-'''
+CONFIG = CONSENT_CONFIG + file_destination()
 RUN_FIELDS = {"run_id", "audience", "destination", "mode", "state", "as_of", "created_at", "started_at",
               "finished_at", "counts", "error", "progress_done", "progress_total", "definition_file",
               "content_hash", "git_commit", "full_upload", "force"}
@@ -149,16 +138,8 @@ def test_due_resumes_an_unfinished_run_before_its_next_tick(tmp_path: Path) -> N
     with project_on("duckdb", tmp_path, AUDIENCES, CONFIG, rows()) as project:
         assert due_runs(project, "2026-07-01T06:00:00Z") == ["fans -> files", "weekly -> files"]
         duck(project, "UPDATE fans SET score = 0 WHERE fan_id = 1")
-        marker = tmp_path / "paused"
-        env = cli_env({"AUDIENCE_TEST_PAUSE_AT": "plan", "AUDIENCE_TEST_PAUSE_FILE": str(marker)})
-        process = subprocess.Popen(cli_command(project, "refresh", "fans", "--as-of", iso(datetime(
-            2026, 7, 1, 9, tzinfo=UTC))), cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
-        try:
-            wait_for_file(marker, process)
-        finally:
-            process.kill()
-            process.communicate(timeout=60)
+        kill_at_pause(project, "plan", tmp_path / "paused", "refresh", "fans", "--as-of",
+                      iso(datetime(2026, 7, 1, 9, tzinfo=UTC)))
         assert plan(project, "2026-07-01T10:00:00Z")[0] == "fans -> files [0 6 * * *] due: mirror, +0 / -1"
         assert due_runs(project, "2026-07-01T10:00:00Z") == ["fans -> files"]
         fans_runs = [r for r in runs_json(project) if r["audience"] == "fans"]
