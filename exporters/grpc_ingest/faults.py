@@ -29,6 +29,8 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from exporters.grpc_ingest.auth import handler_like
+
 SERVICE_PREFIX = "/ingest.v1.IngestService/"
 MUTATING_METHODS = frozenset({"OpenUpload", "SendBatch", "CommitUpload"})
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -181,11 +183,7 @@ class FaultInterceptor(grpc.ServerInterceptor):
         if not full_method.startswith(SERVICE_PREFIX):
             return handler
         method = full_method.removeprefix(SERVICE_PREFIX)
-        return grpc.unary_unary_rpc_method_handler(
-            self._wrap(method, handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return handler_like(handler, self._wrap(method, handler.unary_unary))
 
     def _wrap(
         self, method: str, inner: Callable[[Any, grpc.ServicerContext], Any]

@@ -7,7 +7,7 @@ certificate (:mod:`~exporters.grpc_ingest.tls`) and injects faults on request
 fails the way real ones do. Standard gRPC health checking is served (without a token).
 
 Entry points: :func:`create_sandbox` (tests: start/stop in-process),
-:func:`build_sandbox_server`, :func:`serve_sandbox` (blocking, stops on SIGTERM/SIGINT), and
+:func:`serve_sandbox` (blocking, stops on SIGTERM/SIGINT), and
 :func:`add_sandbox_arguments` + :func:`run_sandbox` for the CLI. ``python -m
 exporters.grpc_ingest.sandbox --port 0`` runs it standalone and prints the bound address.
 """
@@ -35,8 +35,12 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from exporters.grpc_ingest.auth import BearerTokenInterceptor
-from exporters.grpc_ingest.faults import FaultInterceptor, FaultPlan, add_fault_arguments
-from exporters.grpc_ingest.faults import fault_plan_from_args as _fault_plan_from_args
+from exporters.grpc_ingest.faults import (
+    FaultInterceptor,
+    FaultPlan,
+    add_fault_arguments,
+    fault_plan_from_args,
+)
 from exporters.grpc_ingest.model import parse_segment_name, parse_upload_name
 from exporters.grpc_ingest.sandbox_store import SandboxStore, StoreError
 from exporters.grpc_ingest.tls import TlsFiles
@@ -245,20 +249,6 @@ def create_sandbox(
     return Sandbox(server, bound, store, health_servicer, executor)
 
 
-def build_sandbox_server(
-    port: int,
-    db_path: Path,
-    *,
-    token: str | None,
-    tls: TlsFiles | None,
-    faults: FaultPlan | None,
-    host: str = "127.0.0.1",
-) -> tuple[grpc.Server, int]:
-    """The server (not started) and the port it is bound to; see :func:`create_sandbox`."""
-    sandbox = create_sandbox(port, db_path, token=token, tls=tls, faults=faults, host=host)
-    return sandbox.server, sandbox.port
-
-
 def _bind(server: grpc.Server, address: str, tls: TlsFiles | None) -> int:
     try:
         if tls is None:
@@ -358,7 +348,7 @@ def run_sandbox(args: argparse.Namespace, *, on_ready: Callable[[int], None] | N
     """Serve with parsed options; 1 for wrong options, 2 when it cannot start."""
     try:
         tls = _tls_from_args(args)
-        faults = _fault_plan_from_args(args)
+        faults = fault_plan_from_args(args)
     except ValueError as exc:
         print(f"dsp-sandbox: {exc}", file=sys.stderr)
         return 1

@@ -11,14 +11,14 @@ import re
 from dataclasses import dataclass
 
 from exporters.hashing.digest import phone_hasher, value_hasher
-from exporters.hashing.normalize import ZERO_MAID
+from exporters.hashing.normalize import UUID_PATTERN, ZERO_MAID
 from exporters.hashing.profiles import MAID, PHONE, Encoding, MaidMode, get_profile
 
 _is_hex64 = re.compile(r"[0-9a-f]{64}").fullmatch
 # 32 bytes are 43 base64 characters and one pad; the last character carries 4 data bits
 # and 2 zero bits, which only these 16 characters have (so the value decodes to 32 bytes).
 _is_base64_32 = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=").fullmatch
-_is_uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
+_is_uuid = re.compile(UUID_PATTERN).fullmatch
 
 
 def is_encoded_value(value: object, kind: str, fmt: str) -> bool:

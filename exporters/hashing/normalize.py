@@ -22,6 +22,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import re
+import string
 import uuid
 from collections.abc import Callable
 from functools import cache, lru_cache
@@ -34,11 +35,12 @@ WHITESPACE = " \t\n\r\x0b\x0c"
 ZERO_MAID = "00000000-0000-0000-0000-000000000000"
 PHONE_CACHE_SIZE = 1 << 15
 
-_ASCII_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_ASCII_LOWER = "abcdefghijklmnopqrstuvwxyz"
-_LOWER_TABLE = str.maketrans(_ASCII_UPPER, _ASCII_LOWER)
+#: A normalized MAID: a lowercase UUID (also the SQL path's check, ``sql.py``).
+UUID_PATTERN = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+_LOWER_TABLE = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _DROP_WS_TABLE = str.maketrans("", "", WHITESPACE)
-_is_uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
+_is_uuid = re.compile(UUID_PATTERN).fullmatch
 _E164 = phonenumbers.PhoneNumberFormat.E164
 
 EmailFunction = Callable[[str], "str | None"]

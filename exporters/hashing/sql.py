@@ -38,9 +38,11 @@ Performance notes (DuckDB 2.0, measured per million values on one core): ``sha25
 
 from __future__ import annotations
 
+import string
+
 from sqlglot import exp
 
-from exporters.hashing.normalize import WHITESPACE, ZERO_MAID
+from exporters.hashing.normalize import UUID_PATTERN, WHITESPACE, ZERO_MAID
 from exporters.hashing.profiles import (
     EMAIL,
     EXTERNAL_ID,
@@ -54,9 +56,6 @@ from exporters.hashing.profiles import (
 
 SQL_DIALECTS: tuple[str, ...] = ("duckdb", "postgres")
 
-_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_LOWER = "abcdefghijklmnopqrstuvwxyz"
-_UUID_PATTERN = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
 def sql_hashed_expression(kind: str, column: exp.Expression, fmt: str, dialect: str) -> exp.Expression | None:
@@ -177,7 +176,7 @@ def _ascii_lower(raw: exp.Expression, cleaned: exp.Expression, dialect: str) -> 
     PostgreSQL always uses TRANSLATE (``LOWER`` depends on the database ctype). DuckDB's
     TRANSLATE is slow, and its ``LOWER`` is locale-free, so ASCII text goes through LOWER.
     """
-    translated = _translate(cleaned.copy(), _str(_UPPER), _LOWER)
+    translated = _translate(cleaned.copy(), _str(string.ascii_uppercase), string.ascii_lowercase)
     if dialect != "duckdb":
         return translated
     return exp.Case(
@@ -245,7 +244,7 @@ def _maid(column: exp.Expression, profile: Profile, dialect: str) -> exp.Express
     text = _text(column)
     lowered = _ascii_lower(text, _trimmed(text, dialect), dialect)
     valid = exp.and_(
-        _full_match(lowered, _UUID_PATTERN, dialect),
+        _full_match(lowered, UUID_PATTERN, dialect),
         exp.NEQ(this=lowered.copy(), expression=_str(ZERO_MAID)),
     )
     if profile.maid is MaidMode.PLAIN:
