@@ -90,17 +90,18 @@ def funnels(project: Project, audience: str, destinations: list[str], as_of: dat
     return result
 
 
-def consented(project: Project, audience: str, dest_name: str, as_of: datetime) -> ConsentedAudience:
-    return ConsentedAudience(project, audience, destination(project, dest_name), as_of, project.warehouse.dialect)
+def consented(project: Project, audience: str, dest_name: str, as_of: datetime,
+              dialect: str | None = None) -> ConsentedAudience:
+    """*dialect* defaults to the warehouse's own (which opens its connection)."""
+    return ConsentedAudience(project, audience, destination(project, dest_name), as_of,
+                             dialect or project.warehouse.dialect)
 
 
 def consented_members_query(
     project: Project, audience: str, dest_name: str, as_of: datetime, dialect: str | None = None
 ) -> exp.Select:
     """SQL for `compile --destination`: the exportable profile keys after consent and holdout."""
-    ca = ConsentedAudience(
-        project, audience, destination(project, dest_name), as_of, dialect or project.config.warehouse.dialect
-    )
+    ca = consented(project, audience, dest_name, as_of, dialect or project.config.warehouse.dialect)
     return exp.select("profile_key").from_(exportable(ca.query).subquery("x"))
 
 

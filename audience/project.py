@@ -15,7 +15,7 @@ from pathlib import Path
 
 from audience.config import ConfigError, ProjectConfig, load_config
 from audience.errors import UserError
-from audience.warehouse import Warehouse, WarehouseError, connect
+from audience.warehouse import Warehouse, connect
 from consent_filter.sensitive import category_problem
 from dsl import ast
 from dsl.catalog import Catalog, Column, EventSource, SensitiveValues, Table, kind_of
@@ -131,10 +131,7 @@ def build_catalog(config: ProjectConfig, wh: Warehouse) -> Catalog:
 
     def columns_of(table: str, declared: dict[str, str], key: str) -> dict[str, str]:
         if table not in cache:
-            try:
-                cache[table] = wh.table_columns(table)
-            except WarehouseError:
-                raise
+            cache[table] = wh.table_columns(table)
         found = cache[table]
         if found is None and not declared:
             problems.append((key, f'table "{table}" does not exist in the warehouse'))

@@ -17,6 +17,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
 from typing import Any
 
 import grpc
@@ -42,24 +43,30 @@ def _outcome(context: Context, exc: BaseException | None) -> str:
     return _status(context, exc is not None)
 
 
-def _emit(method: str, context: Context, started: float, code: str) -> None:
-    log.info(EVENT, method=method, code=code, peer=context.peer(),
-             duration_ms=round((time.perf_counter() - started) * 1000, 3))
+class _CallLine:
+    """Writes the call's line when the block it guards ends, however it ends."""
+
+    def __init__(self, method: str, context: Context) -> None:
+        self.method, self.context = method, context
+        self.started = time.perf_counter()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, _type: type[BaseException] | None, exc: BaseException | None,
+                 _tb: TracebackType | None) -> None:
+        log.info(EVENT, method=self.method, code=_outcome(self.context, exc),
+                 peer=self.context.peer(),
+                 duration_ms=round((time.perf_counter() - self.started) * 1000, 3))
 
 
 def _wrap_call(method: str, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     """A coroutine handler: unary responses, and streams written with ``context.write``."""
 
     async def logged(request_or_iterator: Any, context: Context) -> Any:
-        started, failed = time.perf_counter(), None
-        try:
+        with _CallLine(method, context):
             result = behavior(request_or_iterator, context)
             return await result if inspect.isawaitable(result) else result
-        except BaseException as exc:
-            failed = exc
-            raise
-        finally:
-            _emit(method, context, started, _outcome(context, failed))
 
     return logged
 
@@ -69,15 +76,9 @@ def _wrap_stream(method: str, behavior: Callable[..., AsyncIterator[Any]]
     """An async-generator handler (a server stream that yields its responses)."""
 
     async def logged(request_or_iterator: Any, context: Context) -> AsyncIterator[Any]:
-        started, failed = time.perf_counter(), None
-        try:
+        with _CallLine(method, context):
             async for response in behavior(request_or_iterator, context):
                 yield response
-        except BaseException as exc:
-            failed = exc
-            raise
-        finally:
-            _emit(method, context, started, _outcome(context, failed))
 
     return logged
 

@@ -21,12 +21,16 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import structlog
 
+from audience.commands import audience_problems
 from audience.config import ConfigError, load_config
 from audience.project import Project, load_project
+from audience.service import convert
+from audience.service.protos import audience_pb2 as pb
 from audience.service.results import ResultCache
 from audience.warehouse import Warehouse
 
@@ -51,6 +55,29 @@ class ProjectSnapshot:
     results: ResultCache = field(default_factory=ResultCache, compare=False)
     sql: ResultCache = field(default_factory=lambda: ResultCache(SQL_CACHE_ENTRIES),
                              compare=False)
+    _audiences: dict[tuple[str, bool], pb.Audience] = field(default_factory=dict, compare=False,
+                                                             repr=False)
+
+    @cached_property
+    def audience_names(self) -> list[str]:
+        """The project's audience names, sorted (the order ListAudiences pages through)."""
+        return sorted(self.project.audiences)
+
+    def audience(self, name: str, *, full: bool) -> pb.Audience:
+        """The audience *name* as a message, built once per snapshot (nothing in it, its
+        problems, content hash or git commit, changes until the next reload).
+
+        The message is shared: callers copy it into their response and never modify it.
+        """
+        message = self._audiences.get((name, full))
+        if message is None:
+            project = self.project
+            message = convert.audience(project.audiences[name], full=full,
+                                       git_commit=project.git_commit,
+                                       content_hash=project.content_hash(name),
+                                       problems=audience_problems(project, name))
+            self._audiences[(name, full)] = message
+        return message
 
 
 def _stat_entry(path: str, name: str) -> tuple[str, int, int, int]:
@@ -129,14 +156,15 @@ class ProjectCache:
 
     def get(self) -> ProjectSnapshot:
         """The current snapshot, reloading first when a file changed since the last load."""
-        state = self._state
-        if state is None or fingerprint(self.project_dir, self._audiences_dir) != state.fingerprint:
-            with self._lock:
-                state = self._state
-                seen = fingerprint(self.project_dir, self._audiences_dir)
-                if state is None or seen != state.fingerprint:
-                    state = self._reload(seen)
-                    self._state = state
+        snapshot = self.current()
+        if snapshot is not None:
+            return snapshot
+        with self._lock:
+            state = self._state
+            seen = fingerprint(self.project_dir, self._audiences_dir)
+            if state is None or seen != state.fingerprint:
+                state = self._reload(seen)
+                self._state = state
         if state.error is not None:
             raise state.error
         assert state.snapshot is not None

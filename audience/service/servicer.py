@@ -30,7 +30,7 @@ import asyncio
 import bisect
 import functools
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 import grpc
 
 from audience.build import audience_sql
-from audience.config import DIALECTS
+from audience.config import DIALECTS, DestinationConfig
 from audience.project import Project
 from audience.runs import api as runs_api
 from audience.runs.model import RunRecord
@@ -172,14 +172,14 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         after = decode_token(request.page_token, "audiences", "")
         if after is not None and not isinstance(after, str):
             raise invalid_argument("page_token is not a token of ListAudiences", "page_token")
-        project = (await self._snapshot()).project
-        names = sorted(project.audiences)
+        snapshot = await self._snapshot()
+        names = snapshot.audience_names
         start = bisect.bisect_right(names, after) if after is not None else 0
         page = names[start:start + size]
         more = start + size < len(names)
         full = request.view == pb.AUDIENCE_VIEW_FULL
         return rpc.ListAudiencesResponse(
-            audiences=[self._audience(project, name, full=full) for name in page],
+            audiences=[snapshot.audience(name, full=full) for name in page],
             next_page_token=encode_token("audiences", "", page[-1]) if more and page else "",
             total_size=len(names))
 
@@ -187,18 +187,10 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
     async def GetAudience(self, request: rpc.GetAudienceRequest,
                           context: Context) -> rpc.GetAudienceResponse:
         name = parse_audience_name(request.name)
-        project = (await self._snapshot()).project
-        project.audience(name)  # NOT_FOUND
+        snapshot = await self._snapshot()
+        snapshot.project.audience(name)  # NOT_FOUND
         full = request.view != pb.AUDIENCE_VIEW_BASIC
-        return rpc.GetAudienceResponse(audience=self._audience(project, name, full=full))
-
-    @staticmethod
-    def _audience(project: Project, name: str, *, full: bool) -> pb.Audience:
-        from audience.commands import audience_problems
-
-        return convert.audience(project.audiences[name], full=full, git_commit=project.git_commit,
-                                content_hash=project.content_hash(name),
-                                problems=audience_problems(project, name))
+        return rpc.GetAudienceResponse(audience=snapshot.audience(name, full=full))
 
     # ---- drafts and SQL ----------------------------------------------------------------------
     @_unary
@@ -234,9 +226,8 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
             raise invalid_argument(f'unknown dialect "{dialect}"; use one of {", ".join(DIALECTS)}',
                                    "dialect")
         destination = request.destination or None
-        if destination is not None and destination not in config.destinations:
-            raise invalid_argument(_unknown_destination(destination, config.destinations),
-                                   "destination")
+        if destination is not None:
+            _check_destination(config.destinations, destination, "destination")
         requested = _requested_as_of(request)
         as_of = requested or _now_to_the_second()
 
@@ -311,9 +302,7 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
             raise failed_precondition("audience.toml has no [consent] section; nothing can be "
                                       "estimated or exported without it")
         for i, dest in enumerate(requested):
-            if dest not in config.destinations:
-                raise invalid_argument(_unknown_destination(dest, config.destinations),
-                                       f"destinations[{i}]")
+            _check_destination(config.destinations, dest, f"destinations[{i}]")
         chosen = list(requested) or [s.destination for s in project.audiences[name].syncs
                                      if s.destination in config.destinations]
         chosen = chosen or list(config.destinations)
@@ -337,11 +326,8 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
             self._compilable(project, name)
         threshold = threshold_of(None)
         if request.destination:
-            dest = project.config.destinations.get(request.destination)
-            if dest is None:
-                raise invalid_argument(
-                    _unknown_destination(request.destination, project.config.destinations),
-                    "destination")
+            dest = _check_destination(project.config.destinations, request.destination,
+                                      "destination")
             threshold = threshold_of(dest.min_size)
         as_of = _requested_as_of(request)
         key = ("overlap", tuple(names), as_of)
@@ -376,9 +362,8 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         snapshot = await self._snapshot()
         project = self._compilable(snapshot.project, name)
         destination = request.destination or None
-        if destination is not None and destination not in project.config.destinations:
-            raise invalid_argument(
-                _unknown_destination(destination, project.config.destinations), "destination")
+        if destination is not None:
+            _check_destination(project.config.destinations, destination, "destination")
         check_deadline(context)
         records = await self._blocking(self._start_refresh, project, name, destination,
                                        _requested_as_of(request), request.force)
@@ -453,10 +438,16 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         return convert.run(record, threshold_of(dest.min_size if dest else None))
 
 
-def _unknown_destination(name: str, declared: Sequence[str] | Any) -> str:
-    from dsl.diagnostics import did_you_mean
+def _check_destination(declared: Mapping[str, DestinationConfig], name: str,
+                       field: str) -> DestinationConfig:
+    """The declared destination *name*; INVALID_ARGUMENT on *field* when there is none."""
+    dest = declared.get(name)
+    if dest is None:
+        from dsl.diagnostics import did_you_mean
 
-    return f'unknown destination "{name}"' + did_you_mean(name, declared)
+        raise invalid_argument(f'unknown destination "{name}"' + did_you_mean(name, declared),
+                               field)
+    return dest
 
 
 __all__ = ["AudienceServicer", "ServiceError", "check_deadline"]

@@ -23,15 +23,17 @@ from audience.service.protos import audience_service_pb2_grpc
 from audience.service.server import PlannerServer, create_planner_server
 from exporters.grpc_ingest.tls import TlsFiles
 
-AUDIENCES = '''# Audiences of the planner service tests.
-audience everyone {
+EVERYONE_BLOCK = '''audience everyone {
   description: "Every fan"
   owner: "crm@label.example"
   tags: ["all", "test"]
   where: fan_id is not null
   holdout: 0%
   sync ads { schedule: "0 6 * * *", mode: mirror }
-}
+}'''
+
+AUDIENCES = '''# Audiences of the planner service tests.
+''' + EVERYONE_BLOCK + '''
 
 audience gb_fans {
   where: country = "GB"

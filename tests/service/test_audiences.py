@@ -11,17 +11,8 @@ import pytest
 from audience.service.protos import audience_pb2 as pb
 from audience.service.protos import audience_service_pb2 as rpc
 from tests.consent.test_consent_rules import CONFIG, ROWS_CONSENT
-from tests.service.helpers import Running, field_violations, serving
+from tests.service.helpers import EVERYONE_BLOCK, Running, field_violations, serving
 from tests.warehouse_fixture import project_on
-
-EVERYONE_BLOCK = '''audience everyone {
-  description: "Every fan"
-  owner: "crm@label.example"
-  tags: ["all", "test"]
-  where: fan_id is not null
-  holdout: 0%
-  sync ads { schedule: "0 6 * * *", mode: mirror }
-}'''
 
 
 def test_get_audience_returns_definition_source_and_syncs(server: Running) -> None:

@@ -24,8 +24,7 @@ from audience.runs.model import RunRecord
 from audience.service.counts import redact_small_counts
 from audience.service.protos import audience_pb2 as pb
 from audience.service.protos import audience_service_pb2 as rpc
-from tests.service.helpers import Running, field_violations, serving
-from tests.service.test_audiences import EVERYONE_BLOCK
+from tests.service.helpers import EVERYONE_BLOCK, Running, field_violations, serving
 from tests.service.test_validate_compile import as_of_ts
 from tests.warehouse_fixture import AS_OF
 
