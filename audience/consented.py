@@ -18,6 +18,7 @@ from audience.project import Project
 from consent_filter.funnel import Funnel, rounded_funnel
 from consent_filter.policy import ConsentPolicy, ExportTarget
 from consent_filter.query import consent_query, exportable, funnel_query
+from dsl.catalog import Table
 from dsl.diagnostics import did_you_mean
 
 
@@ -51,6 +52,17 @@ class ConsentedAudience:
 
     @property
     def query(self) -> exp.Select:
+        """The portable consent query over the consent history: what `compile` shows."""
+        return self._query(current=None)
+
+    def warehouse_query(self) -> exp.Select:
+        """The query this product runs in its own warehouse: it may read the condensed table of
+        current decisions (`audience.consent_state`), a private table no compiled SQL names."""
+        wh = self.project.warehouse
+        same_engine = self.dialect == wh.dialect
+        return self._query(usable_current(wh, self.project.consent_table, self.as_of) if same_engine else None)
+
+    def _query(self, current: Table | None) -> exp.Select:
         aud = self.project.audience(self.audience)
         assert self.project.catalog is not None
         return consent_query(
@@ -63,14 +75,14 @@ class ConsentedAudience:
             holdout_percent=float(aud.holdout),
             dialect=self.dialect,
             consent_table=self.project.consent_table,
-            current=usable_current(self.project.warehouse, self.project.consent_table, self.as_of),
+            current=current,
         )
 
     def exportable_sql(self) -> str:
-        return exportable(self.query).sql(dialect=self.dialect)
+        return exportable(self.warehouse_query()).sql(dialect=self.dialect)
 
     def funnel(self) -> Funnel:
-        return self.funnel_of(funnel_query(self.query).sql(dialect=self.dialect))
+        return self.funnel_of(funnel_query(self.warehouse_query()).sql(dialect=self.dialect))
 
     def funnel_of(self, sql: str) -> Funnel:
         return Funnel.from_rows((int(s), bool(h), int(n)) for s, h, n in self.project.warehouse.query(sql))
@@ -83,7 +95,7 @@ def funnels(project: Project, audience: str, destinations: list[str], as_of: dat
     result = {}
     for name in destinations:
         ca = consented(project, audience, name, as_of)
-        sql = funnel_query(ca.query).sql(dialect=ca.dialect)
+        sql = funnel_query(ca.warehouse_query()).sql(dialect=ca.dialect)
         if sql not in by_sql:
             by_sql[sql] = ca.funnel_of(sql)
         result[name] = by_sql[sql]

@@ -197,3 +197,20 @@ def test_a_refresh_run_reads_the_history_rather_than_rebuild(project: Path) -> N
         assert usable_current(p.warehouse, p.consent_table, AS_OF, rebuild_stale=False) is None  # stale again
     finally:
         p.close()
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "postgres", "bigquery"])
+def test_compiled_sql_never_names_the_private_table(project: Path, dialect: str) -> None:
+    """`compile --destination` shows portable SQL over the user's own consent table, even when
+    the condensed table is fresh and used for the product's own queries."""
+    from audience.consented import consented_members_query
+
+    p = load_project(project)
+    try:
+        assert usable_current(p.warehouse, p.consent_table, AS_OF) is not None
+        sql = consented_members_query(p, "everyone", "ads", AS_OF, dialect).sql(dialect)
+        assert "audience_state" not in sql and "consent_current" not in sql
+        assert "FROM consents AS c" in sql
+        assert "consent_current" in consented(p, "everyone", "ads", AS_OF).exportable_sql()
+    finally:
+        p.close()
