@@ -29,7 +29,7 @@ from audience.runs.schedule import sync_due
 from audience.runs.sinks import ExportPlan, sink_for
 from audience.runs.store import StateStore, now, worker_id
 from audience.runs.testhook import pause_point
-from consent_filter.policy import NO_PERMISSION, PASSES, SUPPRESSED, UNDER_AGE
+from consent_filter.policy import NO_IDENTIFIER, NO_PERMISSION, PASSES, RULE_NAMES, SUPPRESSED, UNDER_AGE
 from consent_filter.query import COUNTRY, HELD_OUT, STAGE, consent_query, identifier_alias
 from dsl import ast
 from dsl.compiler import PROFILE_ALIAS, CompileContext, col, predicate, table_ref
@@ -374,11 +374,12 @@ class RunEngine:
         tuples that an additive run kept for members who stay.
         """
         t, stage, current, rid = snap.table, self._stage, _current("s"), snap.lit(run.run_id)
-        reason = (f"CASE WHEN s.{STAGE} = {SUPPRESSED} THEN 'suppressed' WHEN s.{STAGE} = {UNDER_AGE} THEN 'under_age' "
-                  f"WHEN s.{STAGE} = {NO_PERMISSION} THEN 'no_permission' "
+        by_rule = "".join(f"WHEN s.{STAGE} = {rule} THEN '{RULE_NAMES[rule]}' "
+                          for rule in (SUPPRESSED, UNDER_AGE, NO_PERMISSION))
+        reason = (f"CASE {by_rule}"
                   f"WHEN NOT s.in_definition THEN '{'sensitive' if withdraw else 'left'}' "
                   f"WHEN s.{HELD_OUT} THEN 'held_out' "
-                  f"WHEN s.{STAGE} <> {PASSES} THEN 'no_identifier' ELSE 'changed' END")
+                  f"WHEN s.{STAGE} <> {PASSES} THEN '{RULE_NAMES[NO_IDENTIFIER]}' ELSE 'changed' END")
         # (member, why, the fingerprint it keeps if it stays)
         parts = [f"SELECT s.member_key, {reason} AS reason, CASE WHEN {current} THEN s.fingerprint END AS keep "
                  f"FROM {stage} s WHERE s.run_id = {rid} AND s.member_key IS NOT NULL "
