@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlglot
@@ -32,6 +32,7 @@ import sqlglot
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from audience.demo.warehouse import TABLES
+from bench.common import timestamp_sql
 from dsl import ast
 from dsl.catalog import Catalog, Column, EventSource, Table, kind_of
 from dsl.checker import check_project
@@ -56,8 +57,7 @@ def catalog() -> Catalog:
 
 def ts(delta_days: float = 0) -> str:
     """A DuckDB timestamp literal `delta_days` before as_of (hand-written SQL side)."""
-    value = (AS_OF - timedelta(days=delta_days)).replace(tzinfo=None)
-    return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    return timestamp_sql(AS_OF, delta_days)
 
 
 NOW = ts(0)

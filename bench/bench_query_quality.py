@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from audience.build import audience_sql
 from audience.demo.warehouse import DemoSizes, build_demo_warehouse
 from audience.project import Project, load_project
+from bench.common import timestamp_sql
 
 AS_OF = datetime(2026, 6, 30, 12, tzinfo=UTC)
 SEED = 42
@@ -72,8 +73,7 @@ timestamp = "checked_in_at"
 
 
 def ts(days_before: float) -> str:
-    value = (AS_OF - timedelta(days=days_before)).replace(tzinfo=None)
-    return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    return timestamp_sql(AS_OF, days_before)
 
 
 NOW = ts(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 AS_OF = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
@@ -47,3 +47,9 @@ def timed(func: Callable[[], object], repeat: int) -> tuple[float, object]:
         result = func()
         times.append(time.perf_counter() - started)
     return statistics.median(times), result
+
+
+def timestamp_sql(as_of: datetime, days_before: float = 0) -> str:
+    """A DuckDB timestamp literal `days_before` days before `as_of`, for hand-written SQL."""
+    value = (as_of - timedelta(days=days_before)).replace(tzinfo=None)
+    return f"TIMESTAMP '{value.isoformat(sep=' ')}'"

@@ -36,11 +36,6 @@ class Funnel:
         return cls(matched, by_stage[SUPPRESSED], by_stage[UNDER_AGE], by_stage[NO_PERMISSION],
                    by_stage[NO_IDENTIFIER], held, passing)
 
-    def with_invalid_identifiers(self, invalid: int) -> Funnel:
-        """Move profiles whose identifiers all failed normalization into rule 4."""
-        return Funnel(self.matched, self.suppressed, self.under_age, self.no_permission,
-                      self.no_identifier + invalid, self.held_out, self.exportable - invalid)
-
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 

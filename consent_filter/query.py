@@ -255,20 +255,23 @@ def consent_query(
     key = col(catalog.profile_key, p)
     country = col(catalog.country_column, p) if catalog.country_column else None
     perms = "perm"
-    if catalog.profile_key != "profile_key" and "profile_key" in _rule_columns(catalog, target):
+    rule_columns = _rule_columns(catalog, target)
+    if catalog.profile_key != "profile_key" and "profile_key" in rule_columns:
         members_cte = False  # the members' key column name would hide that profile column
+    # Only the audience's members' decisions are read when the members are a CTE.
+    member_keys = exp.select(col("profile_key", MEMBERS)).from_(MEMBERS) if members_cte else None
+    if current is not None:
+        decisions = current_decisions(target.purposes, as_of, current, member_keys)
+    else:
+        decisions = newest_decisions(policy, target.purposes, as_of, consent_table, member_keys)
     if members_cte:
-        decisions = _decisions(
-            policy, target, as_of, consent_table, current, exp.select(col("profile_key", MEMBERS)).from_(MEMBERS)
-        )
         q = (
             exp.select(exp.alias_(col("profile_key", p), "profile_key"))
             .from_(exp.Table(this=exp.to_identifier(MEMBERS), alias=exp.TableAlias(this=exp.to_identifier(p))))
-            .with_(MEMBERS, as_=_with_rule_columns(definition, catalog, target),
+            .with_(MEMBERS, as_=_with_rule_columns(definition, rule_columns),
                    materialized=dialect in ("duckdb", "postgres"), copy=False)
         )
     else:
-        decisions = _decisions(policy, target, as_of, consent_table, current, None)
         q = definition.copy()
     q = q.join(
         decisions.subquery(perms),
@@ -342,29 +345,16 @@ def _rule_columns(catalog: Catalog, target: ExportTarget) -> list[str]:
     return [c for c in wanted if c] + [catalog.identifiers[k] for k in target.identifiers if k in catalog.identifiers]
 
 
-def _with_rule_columns(definition: exp.Select, catalog: Catalog, target: ExportTarget) -> exp.Select:
+def _with_rule_columns(definition: exp.Select, rule_columns: list[str]) -> exp.Select:
     """The definition's members with the profile columns the rules read, under their own names.
 
     Read in the definition's own scan of the profile table rather than by joining the members
     back to it: a second scan of the identifier columns cost as much as the whole filter.
     """
     members = definition.copy()
-    for name in dict.fromkeys(c for c in _rule_columns(catalog, target) if c != "profile_key"):
+    for name in dict.fromkeys(c for c in rule_columns if c != "profile_key"):
         members = members.select(col(name, PROFILE_ALIAS), copy=False)
     return members
-
-
-def _decisions(
-    policy: ConsentPolicy,
-    target: ExportTarget,
-    as_of: datetime,
-    consent_table: Table | None,
-    current: Table | None,
-    member_keys: exp.Select | None,
-) -> exp.Select:
-    if current is not None:
-        return current_decisions(target.purposes, as_of, current, member_keys)
-    return newest_decisions(policy, target.purposes, as_of, consent_table, member_keys)
 
 
 def exportable(consented: exp.Select) -> exp.Select:

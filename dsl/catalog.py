@@ -60,10 +60,6 @@ class Table:
     sensitive_columns: dict[str, str] = field(default_factory=dict)  # column -> category
     sensitive_values: dict[str, tuple[SensitiveValues, ...]] = field(default_factory=dict)
 
-    @property
-    def short_name(self) -> str:
-        return self.name.rsplit(".", 1)[-1]
-
 
 @dataclass(frozen=True)
 class EventSource:

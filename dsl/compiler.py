@@ -237,14 +237,12 @@ class _Compiler:
                 result: exp.Expression = exp.true()
                 return exp.Not(this=result) if ev.negated else result
             rows = rows.distinct(copy=False)
-            negate = holds_for_zero
         else:
             having_op = op if not holds_for_zero else _NEGATED[op]
             count = exp.Count(this=exp.Star())
             rows = rows.group_by(col(source.key, alias), copy=False).having(
                 _binary(having_op, count, exp.Literal.number(n)), copy=False)
-            negate = holds_for_zero
-        return self.member_of(rows, negate != ev.negated)
+        return self.member_of(rows, holds_for_zero != ev.negated)
 
     # ---- measures, aggregates, ranks --------------------------------------------------------
     def measure_expr(self, m: ast.Measure, alias: str) -> exp.Expression:
