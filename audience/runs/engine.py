@@ -335,33 +335,81 @@ class RunEngine:
         """Hash the identifiers of new/changed members (only those) into plan_adds.
 
         The raw identifiers come from the stage row of the same build, so the hashes always
-        belong to the fingerprint recorded with them. Returns how many members are added and how
-        many of them had no valid identifier left.
+        belong to the fingerprint recorded with them. Identifier types the warehouse can hash
+        exactly (`sql_hashed_expression`) are hashed there by one `INSERT ... SELECT`: no raw
+        value crosses the wire and DuckDB hashes on every core; the rest (phones, or every type
+        on other warehouses) is streamed through Python as before. Returns how many members are
+        added and how many of them had no valid identifier left, both counted in SQL so that the
+        two paths need not report to each other.
         """
+        from exporters.hashing import hash_rows, sql_hashed_expression
+
+        wh, dest, stage, rid = self.wh, sync.destination, self._stage, snap.lit(run.run_id)
+        kinds = list(dest.identifiers)
+        changes = int(wh.query(f"SELECT COUNT(*) FROM {stage} s WHERE {changed}")[0][0])
+        if not changes:
+            return 0, 0
+        # A format that refuses one of the types (or repeats one) fails the run as the Python path
+        # always did: `hash_rows` checks the whole list before reading any row.
+        for _ in hash_rows(dest.format, kinds, ()):
+            pass
+        in_sql = {kind: expression for kind in kinds if (expression := sql_hashed_expression(
+            kind, col(f"id_{kind}", "s"), dest.format, wh.dialect)) is not None}
+        if in_sql:
+            wh.execute(self._hash_in_sql(run, changed, in_sql))
+        in_python = [kind for kind in kinds if kind not in in_sql]
+        if in_python:
+            self._hash_in_python(run, changed, in_python, dest.format)
+        # The run's plan_adds rows are, so far, exactly the hashes of changed members (the build
+        # cleared them first; a full run adds the unchanged members' rows only after this), so the
+        # members left without a row are the others. Counting distinct keys costs a fifth of an
+        # anti-join with the stage (DuckDB, 1M members).
+        added = int(wh.query(f"SELECT COUNT(DISTINCT member_key) FROM {snap.table('plan_adds')} "
+                             f"WHERE run_id = {rid}")[0][0])
+        return changes, changes - added
+
+    def _hash_in_sql(self, run: RunRecord, changed: str, expressions: dict[str, exp.Expression]) -> str:
+        """The `INSERT ... SELECT` hashing `expressions` (type -> hash of stage column `s.id_<type>`).
+
+        One pass over the stage: the types and their hashes are two lists unnested side by side,
+        one row per (member, type), keeping non-NULL hashes. Both engines evaluate a hash twice
+        when a filter on it can be pushed under the projection (a `UNION ALL` of one SELECT per
+        type, or one SELECT filtered on its hash); `UNNEST` keeps the filter above it. Measured
+        (email + MAID, sha256): DuckDB, 1M members: UNNEST 1.1-1.3 s, LATERAL (VALUES ...)
+        1.8-2.0 s, UNION ALL 1.8-2.3 s; PostgreSQL, 100k: 4.3, 4.8 and 7.2 s. PostgreSQL's
+        expressions (several TRANSLATEs per value) cost more than hashing in Python: a first run
+        of 200k members took 28-30 s instead of 15-17 s; a cheaper expression belongs in
+        exporters/hashing/sql.py.
+        """
+        dialect, rid = self.wh.dialect, snap.lit(run.run_id)
+        types = exp.Unnest(expressions=[exp.Array(expressions=[exp.Literal.string(k) for k in expressions])])
+        hashes = exp.Unnest(expressions=[exp.Array(expressions=list(expressions.values()))])
+        present = " OR ".join(f"s.id_{kind} IS NOT NULL" for kind in expressions)
+        return (f"INSERT INTO {snap.table('plan_adds')} (run_id, member_key, fingerprint, id_type, hashed) "
+                f"SELECT {rid}, h.member_key, h.fingerprint, h.id_type, h.hashed "
+                f"FROM (SELECT s.member_key, s.fingerprint, {types.sql(dialect=dialect)} AS id_type, "
+                f"{hashes.sql(dialect=dialect)} AS hashed FROM {self._stage} s WHERE {changed} AND ({present})) AS h "
+                "WHERE h.hashed IS NOT NULL")
+
+    def _hash_in_python(self, run: RunRecord, changed: str, kinds: Sequence[str], fmt: str) -> None:
+        """Stream the raw values of `kinds` (only rows holding one) and bulk-insert their hashes."""
         from exporters.hashing import hash_rows
 
-        dest = sync.destination
-        kinds = list(dest.identifiers)
-        sql = (f"SELECT s.member_key, s.fingerprint, s.country, {', '.join(f's.id_{k}' for k in kinds)} "
-               f"FROM {self._stage} s WHERE {changed} ORDER BY s.member_key")
-        invalid = changes = 0
+        present = " OR ".join(f"s.id_{kind} IS NOT NULL" for kind in kinds)
+        sql = (f"SELECT s.member_key, s.fingerprint, s.country, {', '.join(f's.id_{kind}' for kind in kinds)} "
+               f"FROM {self._stage} s WHERE {changed} AND ({present}) ORDER BY s.member_key")
 
         def rows() -> Iterator[tuple[str, str, str, str, str]]:
-            nonlocal invalid, changes
             rid = run.run_id
             for batch in self.wh.stream(sql, HASH_BATCH):
-                changes += len(batch)
                 inputs = [(*r[3:], r[2]) for r in batch]
-                for r, hashed in zip(batch, hash_rows(dest.format, kinds, inputs), strict=True):
-                    values = [(k, h) for k, h in zip(kinds, hashed, strict=True) if h is not None]
-                    if not values:
-                        invalid += 1
-                    for kind, value in values:
-                        yield (rid, r[0], r[1], kind, value)
+                for r, hashed in zip(batch, hash_rows(fmt, kinds, inputs), strict=True):
+                    for kind, value in zip(kinds, hashed, strict=True):
+                        if value is not None:
+                            yield (rid, r[0], r[1], kind, value)
 
         columns = ["run_id", "member_key", "fingerprint", "id_type", "hashed"]
         self.wh.bulk_insert(snap.table("plan_adds"), columns, rows())
-        return changes, invalid
 
     def _plan_removes(self, run: RunRecord, mode: str, deletions: bool, *, withdraw: bool = False) -> None:
         """Every sent tuple that should leave, with why, and its hashes; forced reasons go out in
