@@ -12,10 +12,12 @@ So the numbers are end to end, and the paths differ only in how identifiers are 
 * ``oursmp``  the same with ``processes=2`` (worker processes; meant for phones);
 * ``sql``     ``sql_hashed_expression`` inside DuckDB (all cores), rows streamed out with
               ``fetchmany``; phones (no exact SQL) hashed in Python with ``hash_row_chunks``;
-* ``sqlcsv``  like ``sql``, but DuckDB also joins each member's CSV line, written with
-              ``DropWriter.write_parts_lines`` (workloads without phones only).
+* ``blocks``  the export path of a run on DuckDB: DuckDB hashes and builds each member's CSV
+              line (``exporters.csv_lines.hashed_lines_select``), read as whole Arrow blocks
+              (``exporters.line_blocks``), checked whole and written with
+              ``DropWriter.write_parts_blocks`` (workloads without phones only).
 
-``ours``, ``oursmp``, ``sql`` and ``sqlcsv`` must write byte-identical parts (checked).
+``ours``, ``oursmp``, ``sql`` and ``blocks`` must write byte-identical parts (checked).
 Each path runs in its own process, so its peak RSS (``VmHWM``) is its own; ``oursmp`` adds
 its workers' peak. CPU seconds include DuckDB's threads and the compressor threads, which
 matters when other jobs share the machine: members per CPU second is then the steadier
@@ -52,7 +54,6 @@ import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from operator import itemgetter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,12 +65,14 @@ import structlog  # noqa: E402
 from isal import isal_zlib  # noqa: E402
 from sqlglot import exp  # noqa: E402
 
+from exporters.csv_lines import hashed_lines_select  # noqa: E402
 from exporters.drop_writer import DropWriter  # noqa: E402
-from exporters.hashing import HashStats, hash_row_chunks, sql_hashed_expression  # noqa: E402
+from exporters.hashing import HashStats, encoded_shape, hash_row_chunks, sql_hashed_expression  # noqa: E402
+from exporters.line_blocks import LineBlock, arrow_line_blocks  # noqa: E402
 from exporters.objectstore import FileStore  # noqa: E402
 
-PATHS = ("read", "plain", "sdk", "ours", "oursmp", "sql", "sqlcsv")
-IDENTICAL = ("ours", "oursmp", "sql", "sqlcsv")
+PATHS = ("read", "plain", "sdk", "ours", "oursmp", "sql", "blocks")
+IDENTICAL = ("ours", "oursmp", "sql", "blocks")
 WORKLOADS = ("email+maid", "email+phone")
 Row = tuple[str | None, ...]
 
@@ -189,21 +192,12 @@ def rows_sql(connection, kinds, fmt, chunk_rows, stats) -> Iterator[Row]:
     return itertools.chain.from_iterable(_hash_remaining(chunk, kinds, python_kinds, fmt) for chunk in chunks)
 
 
-def lines_sqlcsv(connection, kinds, fmt, chunk_rows, stats) -> Iterator[str]:
-    """One CSV line per member, joined by DuckDB; members without an identifier are skipped.
-
-    The skip is done here, not in SQL: DuckDB would inline the hash expressions into the
-    WHERE clause and compute them twice.
-    """
-    select, python_kinds = _sql_select(kinds, fmt)
-    if python_kinds:
-        raise SystemExit("sqlcsv needs every identifier type to be SQL-capable (no phones)")
-    cells = ", ',', ".join(f"h{n}" for n in range(len(kinds)))  # concat() reads NULL as ''
-    aliases = ", ".join(f"h{n}" for n in range(len(kinds)))
-    cursor = connection.execute(f"SELECT concat({cells}) FROM (SELECT {select} FROM members) AS t({aliases})")
-    chunks = iter(lambda: cursor.fetchmany(chunk_rows), [])
-    empty = "," * (len(kinds) - 1)
-    return filter(empty.__ne__, map(itemgetter(0), itertools.chain.from_iterable(chunks)))
+def blocks_sql(connection, kinds, fmt) -> Iterator[LineBlock]:
+    """Blocks of CSV lines hashed and joined by DuckDB, read from Arrow without a row object."""
+    query = hashed_lines_select(exp.table_("members"), kinds, fmt, "duckdb")
+    if query is None:
+        raise SystemExit("blocks needs every identifier type to be SQL-capable (no phones)")
+    return arrow_line_blocks(connection.sql(query.sql("duckdb")))
 
 
 def _hash_remaining(rows: list[tuple], kinds: list[str], positions: list[int], fmt: str) -> list[Row]:
@@ -329,9 +323,9 @@ def run_worker(args: argparse.Namespace) -> dict:
         writer = DropWriter(
             FileStore(out / "drop"), "bench", args.worker, kinds, rows_per_part=args.rows_per_part, tmp_dir=out / "tmp"
         )
-        if args.worker == "sqlcsv":
-            lines = lines_sqlcsv(connection, kinds, args.format, args.chunk_rows, stats)
-            parts = writer.write_parts_lines("members", lines)
+        if args.worker == "blocks":
+            shapes = [encoded_shape(kind, args.format) for kind in kinds]
+            parts = writer.write_parts_blocks("members", blocks_sql(connection, kinds, args.format), shapes)
         else:
             source = SOURCES[args.worker](connection, kinds, args.format, args.chunk_rows, stats)
             parts = writer.write_parts("members", with_identifier(source))
@@ -527,7 +521,7 @@ def main() -> None:
         print(f"\ngenerating {size:,} members ... {generate(db, size):.1f} s")
         for workload in args.workloads.split(","):
             kinds = workload.replace("+", ",")
-            paths = [p for p in args.paths.split(",") if not (p == "sqlcsv" and "phone" in kinds)]
+            paths = [p for p in args.paths.split(",") if not (p == "blocks" and "phone" in kinds)]
             results = {path: best_of(path, db, size, kinds, args) for path in paths}
             report(size, workload, results)
         if not args.keep:

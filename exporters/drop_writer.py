@@ -11,9 +11,10 @@ to a temp file, so memory does not grow with the row count.
 Speed (the export hot path): rows are formatted a block at a time by joining cells (encoded
 values never need CSV quoting; any block that might is formatted by ``csv.writer`` instead),
 and blocks are deflated by ISA-L in a thread pool while the caller produces the next ones.
-The CSV text is exactly what ``csv.writer`` writes. A source that can build the CSV lines
-itself (DuckDB, on every core) hands them to ``write_part_lines``, which checks them as it
-checks rows and writes the same bytes.
+The CSV text is exactly what ``csv.writer`` writes. A warehouse that can hash and build the
+CSV lines itself (DuckDB, on every core) hands them over as whole blocks read from Arrow
+(``exporters.line_blocks``) to ``write_parts_blocks``: no Python object per row; each block is
+checked whole (``exporters.block_guard``) and written as it is, the same bytes again.
 
 Only hashed identifiers may be written: cells must already be normalized and hashed by
 ``exporters.hashing``. As a last guard, cells that look like a raw email or phone number are
@@ -26,11 +27,10 @@ import csv
 import io
 import itertools
 import json
-import operator
 import re
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
@@ -38,7 +38,10 @@ from typing import Any, Literal, TypeVar
 
 import structlog
 
+from exporters.block_guard import BlockGuard
 from exporters.gzip_blocks import ParallelGzipWriter
+from exporters.hashing.identifier import EncodedShape
+from exporters.line_blocks import LineBlock
 from exporters.objectstore.base import ExportStoreError, ObjectStore
 
 T = TypeVar("T")
@@ -56,8 +59,8 @@ _BATCH_ROWS = 16384
 _SHORT_CELL = 16
 _NONE_AS_EMPTY: dict[object, str] = {None: ""}
 _ROW_TYPES = frozenset({tuple, list})
-#: Formats one block of rows (or lines), given how many rows came before it, as bytes.
-_BlockFormatter = Callable[[list[Any], int], bytes]
+#: The text of a part as it is produced: (CSV bytes, how many rows they hold).
+_Encoded = Iterator[tuple[bytes, int]]
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]*")
 _COLUMN = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -104,6 +107,29 @@ def split_parts(rows: Iterable[T], rows_per_part: int, *, at_least_one: bool = T
             pass
 
 
+def block_parts(blocks: Iterable[LineBlock], rows_per_part: int) -> Iterator[tuple[int, Iterator[LineBlock]]]:
+    """``split_parts`` for blocks: ``(part index, its blocks)``, blocks cut at exact row counts so
+    that every part but the last holds ``rows_per_part`` rows. Empty input gives no part. Blocks
+    a caller leaves unread in one part are skipped (like ``itertools.groupby``)."""
+    if rows_per_part < 1:
+        raise ValueError("rows_per_part must be at least 1")
+    for index, pairs in itertools.groupby(_blocks_by_part(blocks, rows_per_part), key=itemgetter(0)):
+        yield index, map(itemgetter(1), pairs)
+
+
+def _blocks_by_part(blocks: Iterable[LineBlock], rows_per_part: int) -> Iterator[tuple[int, LineBlock]]:
+    """``(part index, block)`` pairs: blocks cut so that parts 0, 1, ... hold ``rows_per_part`` rows
+    each (the last one fewer). Empty input gives nothing; no part is ever empty."""
+    index, room = 0, rows_per_part
+    for block in blocks:
+        while block.rows:
+            if room == 0:
+                index, room = index + 1, rows_per_part
+            head, block = block.split(room) if block.rows > room else (block, LineBlock(b"", 0))
+            yield index, head
+            room -= head.rows
+
+
 def _looks_raw(cell: str) -> bool:
     """True for what is plainly a raw email or phone number rather than a hash."""
     if "@" in cell:
@@ -144,55 +170,6 @@ def _joined_block(batch: list[Sequence[str | None]], width: int) -> bytes | None
         return text.encode()
     except (TypeError, UnicodeEncodeError):  # not str, unhashable, lone surrogate: checked path
         return None
-
-
-def _checked_lines_bytes(batch: list[str], width: int) -> bytes | None:
-    """The lines as one ``\\n``-ended block when whole-block checks prove them plain; else ``None``.
-
-    Plain: ``str`` lines, no quote, CR or ``@``, exactly ``width - 1`` commas each (each line
-    has at least that many, and the block has exactly that many in all), no newline inside a
-    line, no line without a value, and no cell 1-16 characters long. Counting is done on the
-    encoded bytes (faster than on ``str``). ``None`` sends the block to the per-line checks.
-    """
-    try:
-        data = "\n".join([*batch, ""]).encode()  # with the last line's newline
-    except (TypeError, UnicodeEncodeError):
-        return None
-    rows = len(batch)
-    if b'"' in data or b"\r" in data or b"@" in data or "," * (width - 1) in batch:
-        return None
-    if data.count(b"\n") != rows or data.count(b",") != (width - 1) * rows:
-        return None
-    return data if _cells_long_or_empty(batch, width) else None
-
-
-def _cells_long_or_empty(lines: list[str], width: int) -> bool:
-    """Every cell of these lines is empty or longer than ``_SHORT_CELL``; ``False`` as well
-    when a line has fewer than ``width - 1`` commas.
-
-    Commas are located with ``str.find`` a column at a time, so the per-line work stays in C;
-    a cell's span (its length plus one) is the distance between the separators around it.
-    """
-    previous: list[int] | None = None  # per line, the comma before the current cell; None: line start
-    for _ in range(width - 1):
-        if previous is None:
-            commas = list(map(str.find, lines, itertools.repeat(",")))
-            spans = {position + 1 for position in set(commas)}
-        else:
-            starts = map(operator.add, previous, itertools.repeat(1))
-            commas = list(map(str.find, lines, itertools.repeat(","), starts))
-            spans = set(map(operator.sub, commas, previous))
-        if -1 in commas or not _long_or_empty(spans):
-            return False
-        previous = commas
-    lengths = map(len, lines)
-    spans = {length + 1 for length in set(lengths)} if previous is None else set(map(operator.sub, lengths, previous))
-    return _long_or_empty(spans)
-
-
-def _long_or_empty(spans: set[int]) -> bool:
-    """``spans`` are cell lengths plus one (distance from the previous separator)."""
-    return all(span == 1 or span > _SHORT_CELL + 1 for span in spans)
 
 
 def _check_segment(value: str, what: str) -> str:
@@ -259,31 +236,39 @@ class DropWriter:
         If the store already holds this key with the same SHA-256 (a re-run), the upload is
         skipped. On any failure nothing is uploaded and the temp file is removed.
         """
-        return self._write(kind, index, rows, self._csv_block)
+        return self._write(kind, index, self._encoded_rows(rows))
 
-    def write_parts_lines(self, kind: PartKind, lines: Iterable[str]) -> list[PartInfo]:
-        """``write_parts`` for rows already joined into CSV lines (see ``write_part_lines``)."""
-        return [
-            self.write_part_lines(kind, index, part_lines)
-            for index, part_lines in enumerate(split_parts(lines, self.rows_per_part))
+    def write_parts_blocks(
+        self, kind: PartKind, blocks: Iterable[LineBlock], shapes: Sequence[EncodedShape]
+    ) -> list[PartInfo]:
+        """``write_parts`` for blocks of CSV lines built by the warehouse (``exporters.line_blocks``):
+        parts 0, 1, ... of ``rows_per_part`` rows each, blocks cut at exact row counts."""
+        parts = [
+            self.write_part_blocks(kind, index, part, shapes) for index, part in block_parts(blocks, self.rows_per_part)
         ]
+        return parts or [self.write_part_blocks(kind, 0, (), shapes)]
 
-    def write_part_lines(self, kind: PartKind, index: int, lines: Iterable[str]) -> PartInfo:
-        """``write_part`` for rows already joined into lines, e.g. built by the warehouse.
+    def write_part_blocks(
+        self, kind: PartKind, index: int, blocks: Iterable[LineBlock], shapes: Sequence[EncodedShape]
+    ) -> PartInfo:
+        """``write_part`` for blocks of CSV lines built by the warehouse.
 
-        A line is one row's cells joined by ``,`` (no newline); an empty cell is an absent
-        value. Lines get the same checks as rows (column count, no row without a value, the
-        raw-value guard), and characters CSV would quote are refused, so the part has exactly
-        the bytes ``write_part`` writes for the same cells. Saves building a tuple per row
-        when the source can build the line (DuckDB's ``||`` runs on every core).
+        ``shapes`` says, per column, what a value looks like (``exporters.hashing.encoded_shape``);
+        every block is checked whole against them (``exporters.block_guard``): the right number
+        of lines and cells, no line without a value, and every cell empty or exactly a value's
+        length in the formats' characters, so a raw email (``@``) or phone number (at most 16
+        characters) can never pass. The part has exactly the bytes ``write_part`` writes for
+        the same cells.
         """
-        return self._write(kind, index, lines, self._lines_block)
+        if len(shapes) != len(self.columns):
+            raise ValueError(f"one shape per column: {len(self.columns)} columns, {len(shapes)} shapes")
+        return self._write(kind, index, self._checked_blocks(blocks, BlockGuard(self.columns, shapes)))
 
-    def _write(self, kind: PartKind, index: int, items: Iterable[Any], block: _BlockFormatter) -> PartInfo:
+    def _write(self, kind: PartKind, index: int, encoded: _Encoded) -> PartInfo:
         key = self.part_key(kind, index)
         with tempfile.TemporaryDirectory(dir=self.tmp_dir, prefix="drop-") as work:
             path = Path(work) / "part.csv.gz"
-            count, sha256, size = self._write_gzip_csv(path, items, block)
+            count, sha256, size = self._write_gzip_csv(path, encoded)
             uploaded = self._stored_digest(key) != (sha256, size)
             if uploaded:
                 self.store.put_file(key, path, sha256, metadata={"rows": str(count), "kind": kind})
@@ -313,25 +298,39 @@ class DropWriter:
             return None
         return None if info is None else (info.sha256, info.size)
 
-    def _write_gzip_csv(self, path: Path, rows: Iterable[Any], block: _BlockFormatter) -> tuple[int, str, int]:
-        """Stream rows into ``path`` block by block (bounded memory, compression overlapped)."""
+    def _write_gzip_csv(self, path: Path, encoded: _Encoded) -> tuple[int, str, int]:
+        """Stream the part's text into ``path`` (bounded memory, compression overlapped)."""
         count = 0
-        source = iter(rows)
         header = (",".join(self.columns) + "\n").encode()  # names match _COLUMN: no quoting
         with open(path, "wb") as raw:
             sink = ParallelGzipWriter(raw)
             try:
                 sink.write(header)
-                while batch := list(itertools.islice(source, _BATCH_ROWS)):
-                    if count + len(batch) > self.rows_per_part:
+                for data, rows in encoded:
+                    if count + rows > self.rows_per_part:
                         raise ValueError(f"part has more than {self.rows_per_part} rows")
-                    sink.write(block(batch, count))
-                    count += len(batch)
+                    sink.write(data)
+                    count += rows
                 sink.close()
             except BaseException:
                 sink.abort()
                 raise
         return count, sink.digest.hexdigest(), sink.size
+
+    def _encoded_rows(self, rows: Iterable[Sequence[str | None]]) -> _Encoded:
+        """Rows formatted ``_BATCH_ROWS`` at a time."""
+        source, before = iter(rows), 0
+        while batch := list(itertools.islice(source, _BATCH_ROWS)):
+            yield self._csv_block(batch, before), len(batch)
+            before += len(batch)
+
+    def _checked_blocks(self, blocks: Iterable[LineBlock], guard: BlockGuard) -> _Encoded:
+        """Blocks of one part after the guard passed them (it raises for the first bad row)."""
+        before = 0
+        for block in blocks:
+            guard.check(block, before)
+            yield block.data, block.rows
+            before += block.rows
 
     def _csv_block(self, batch: list[Sequence[str | None]], before: int) -> bytes:
         """The CSV bytes of ``batch`` (rows ``before + 1`` on), as ``csv.writer`` writes them."""
@@ -362,22 +361,6 @@ class DropWriter:
                 if _looks_raw(cell):
                     raise ValueError(f"row {number} column {column}: value is not a hashed identifier")
         return cells
-
-    def _lines_block(self, batch: list[str], before: int) -> bytes:
-        """The bytes of a block of pre-joined lines (rows ``before + 1`` on), checked."""
-        data = _checked_lines_bytes(batch, len(self.columns))
-        if data is None:
-            self._check_lines(batch, before)  # raises for the first bad line; short words pass
-            data = "\n".join([*batch, ""]).encode()
-        return data
-
-    def _check_lines(self, batch: list[str], before: int) -> None:
-        for number, line in enumerate(batch, before + 1):
-            if not isinstance(line, str):
-                raise TypeError(f"row {number}: lines must be str")
-            if '"' in line or "\n" in line or "\r" in line:
-                raise ValueError(f"row {number}: a line must not hold quotes or line breaks")
-            self._cells([cell or None for cell in line.split(",")], number)
 
     def existing_part(self, kind: PartKind, index: int, *, expected_sha256: str | None = None) -> PartInfo | None:
         """The part if the store already holds it with a recorded digest (for resume).

@@ -33,6 +33,8 @@ from consent_filter.policy import NO_IDENTIFIER, NO_PERMISSION, PASSES, RULE_NAM
 from consent_filter.query import COUNTRY, HELD_OUT, STAGE, consent_query, identifier_alias
 from dsl import ast
 from dsl.compiler import PROFILE_ALIAS, CompileContext, col, predicate, table_ref
+from exporters.hashing.identifier import encoded_shape
+from exporters.line_blocks import LineBlock
 
 log = structlog.get_logger()
 # Renewed at every step and batch. A dead worker on this host is taken over at once (its pid is
@@ -40,6 +42,11 @@ log = structlog.get_logger()
 # statement of a build, or a live worker could lose its lease mid-statement.
 LEASE_TTL = timedelta(minutes=10)
 HASH_BATCH = 50_000
+#: Warehouses where a run hashes in SQL what `sql_hashed_expression` can express. Only DuckDB:
+#: it hashes on every core, 2-3x faster than Python; PostgreSQL's exact expressions (several
+#: TRANSLATE/TRIM calls per value, ~16 us for a MAID) made a 200k-member first run take 28-30 s
+#: against 15-17 s in Python, so PostgreSQL keeps the Python path.
+HASHES_IN_WAREHOUSE = frozenset({"duckdb"})
 
 
 class SyncBusy(OperationalError):
@@ -336,11 +343,11 @@ class RunEngine:
 
         The raw identifiers come from the stage row of the same build, so the hashes always
         belong to the fingerprint recorded with them. Identifier types the warehouse can hash
-        exactly (`sql_hashed_expression`) are hashed there by one `INSERT ... SELECT`: no raw
-        value crosses the wire and DuckDB hashes on every core; the rest (phones, or every type
-        on other warehouses) is streamed through Python as before. Returns how many members are
-        added and how many of them had no valid identifier left, both counted in SQL so that the
-        two paths need not report to each other.
+        exactly (`sql_hashed_expression`) are hashed there by one `INSERT ... SELECT` on DuckDB
+        (`HASHES_IN_WAREHOUSE`): no raw value leaves the warehouse and DuckDB hashes on every
+        core; the rest (phones, and every type on other warehouses) is streamed through Python.
+        Returns how many members are added and how many of them had no valid identifier left,
+        both counted in SQL so that the two paths need not report to each other.
         """
         from exporters.hashing import hash_rows, sql_hashed_expression
 
@@ -353,8 +360,8 @@ class RunEngine:
         # always did: `hash_rows` checks the whole list before reading any row.
         for _ in hash_rows(dest.format, kinds, ()):
             pass
-        in_sql = {kind: expression for kind in kinds if (expression := sql_hashed_expression(
-            kind, col(f"id_{kind}", "s"), dest.format, wh.dialect)) is not None}
+        in_sql = {kind: expression for kind in kinds if wh.dialect in HASHES_IN_WAREHOUSE and (
+            expression := sql_hashed_expression(kind, col(f"id_{kind}", "s"), dest.format, wh.dialect)) is not None}
         if in_sql:
             wh.execute(self._hash_in_sql(run, changed, in_sql))
         in_python = [kind for kind in kinds if kind not in in_sql]
@@ -561,22 +568,21 @@ class RunEngine:
         if not full and not send_adds and not decision["counts"]["removes_sent"]:
             return {"skipped": True}
 
-        def adds() -> Iterator[Sequence[str | None]]:
-            if not (send_adds or full):
-                return
-            # plan_adds holds the new/changed tuples, plus every current member on a full run
-            for row in snap.iter_rows(wh, snap.pivot(t("plan_adds"), f"run_id = {rid}", kinds)):
-                yield row[2:]
+        only_forced = " AND r.forced" if send_removes == "forced" else ""
+        # plan_adds holds the new/changed tuples, plus every current member on a full run
+        add_rows = snap.pivot(t("plan_adds"), f"run_id = {rid}", kinds) if send_adds or full else None
+        removed = (f"(SELECT x.* FROM {t('plan_remove_rows')} x JOIN {t('plan_removes')} r "
+                   f"ON r.member_key = x.member_key AND r.fingerprint = x.fingerprint AND r.run_id = {rid} "
+                   f"AND NOT r.shared{only_forced} WHERE x.run_id = {rid}) AS rs")
+        remove_rows = snap.pivot(removed, "1 = 1", kinds) if send_removes != "none" else None
 
-        def removes() -> Iterator[Sequence[str | None]]:
-            if send_removes == "none":
-                return
-            only_forced = " AND r.forced" if send_removes == "forced" else ""
-            source = (f"(SELECT x.* FROM {t('plan_remove_rows')} x JOIN {t('plan_removes')} r "
-                      f"ON r.member_key = x.member_key AND r.fingerprint = x.fingerprint AND r.run_id = {rid} "
-                      f"AND NOT r.shared{only_forced} WHERE x.run_id = {rid}) AS rs")
-            for row in snap.iter_rows(wh, snap.pivot(source, "1 = 1", kinds)):
-                yield row[2:]
+        def rows(pivot: str | None) -> Callable[[], Iterator[Sequence[str | None]]]:
+            """For gRPC batches: one tuple of hashed values per member."""
+            return lambda: (row[2:] for row in snap.iter_rows(wh, pivot)) if pivot else iter(())
+
+        def blocks(pivot: str | None) -> Callable[[], Iterator[LineBlock]]:
+            """For file/S3 parts: the same rows as CSV lines built by the warehouse, in blocks."""
+            return lambda: wh.line_blocks(snap.lines(pivot, kinds, wh.dialect)) if pivot else iter(())
 
         manifest = {
             "audience": run.audience, "run_id": run.run_id, "destination": dest.name, "format": dest.format,
@@ -585,7 +591,9 @@ class RunEngine:
             "consent_funnel": {k[len("funnel_"):]: v for k, v in decision["counts"].items() if k.startswith("funnel_")},
             "description": sync.audience.description, "owner": sync.audience.owner,
         }
-        plan = ExportPlan(run.run_id, run.audience, decision["mode"], full, kinds, adds, removes, manifest)
+        plan = ExportPlan(run.run_id, run.audience, decision["mode"], full, kinds, rows(add_rows), rows(remove_rows),
+                          manifest, add_blocks=blocks(add_rows), remove_blocks=blocks(remove_rows),
+                          shapes=tuple(encoded_shape(kind, dest.format) for kind in kinds))
         return sink_for(dest, self.project.config).send(plan, _Checkpoints(self, run))
 
     # ---- snapshot ---------------------------------------------------------------------------------

@@ -186,6 +186,14 @@ def pivot(source: str, where: str, kinds: Sequence[str]) -> str:
             "GROUP BY member_key, fingerprint ORDER BY member_key, fingerprint")
 
 
+def lines(pivot_sql: str, kinds: Sequence[str], dialect: str) -> str:
+    """The rows of a ``pivot`` as CSV lines built by the warehouse (``exporters.csv_lines``), same order."""
+    from exporters.csv_lines import line_expression
+
+    line = line_expression([exp.column(kind) for kind in kinds]).sql(dialect=dialect)
+    return f"SELECT {line} FROM ({pivot_sql}) AS p ORDER BY p.member_key, p.fingerprint"
+
+
 def iter_rows(wh: Warehouse, sql: str, batch: int = 50_000) -> Iterator[tuple[Any, ...]]:
     for rows in wh.stream(sql, batch):
         yield from rows

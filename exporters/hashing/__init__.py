@@ -6,7 +6,13 @@ the warehouse with ``sql_hashed_expression`` where that is exact.
 """
 
 from exporters.hashing.batch import HashStats, hash_row_chunks, hash_rows
-from exporters.hashing.identifier import HashedIdentifier, hash_identifier, is_encoded_value
+from exporters.hashing.identifier import (
+    EncodedShape,
+    HashedIdentifier,
+    encoded_shape,
+    hash_identifier,
+    is_encoded_value,
+)
 from exporters.hashing.normalize import (
     WHITESPACE,
     ascii_lower,
@@ -41,6 +47,7 @@ __all__ = [
     "PROFILES",
     "SQL_DIALECTS",
     "WHITESPACE",
+    "EncodedShape",
     "Encoding",
     "HashStats",
     "HashedIdentifier",
@@ -48,6 +55,7 @@ __all__ = [
     "MaidMode",
     "Profile",
     "ascii_lower",
+    "encoded_shape",
     "get_profile",
     "hash_identifier",
     "hash_row_chunks",

@@ -8,6 +8,7 @@ message: construction fails, and the error never echoes the rejected value.
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass
 
 from exporters.hashing.digest import phone_hasher, value_hasher
@@ -19,6 +20,29 @@ _is_hex64 = re.compile(r"[0-9a-f]{64}").fullmatch
 # and 2 zero bits, which only these 16 characters have (so the value decodes to 32 bytes).
 _is_base64_32 = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=").fullmatch
 _is_uuid = re.compile(UUID_PATTERN).fullmatch
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedShape:
+    """What every value a format sends for one identifier type is made of: its characters and
+    its exact length. The block guard of ``DropWriter`` checks whole blocks against these."""
+
+    alphabet: str
+    length: int
+
+
+HEX_SHAPE = EncodedShape("0123456789abcdef", 64)
+BASE64_SHAPE = EncodedShape(string.ascii_letters + string.digits + "+/=", 44)
+PLAIN_MAID_SHAPE = EncodedShape("0123456789abcdef-", 36)
+
+
+def encoded_shape(kind: str, fmt: str) -> EncodedShape:
+    """The shape of the values ``fmt`` sends for ``kind`` (a looser test than ``is_encoded_value``)."""
+    profile = get_profile(fmt)
+    profile.require(kind)
+    if kind == MAID and profile.maid is MaidMode.PLAIN:
+        return PLAIN_MAID_SHAPE
+    return HEX_SHAPE if profile.encoding is Encoding.HEX else BASE64_SHAPE
 
 
 def is_encoded_value(value: object, kind: str, fmt: str) -> bool:

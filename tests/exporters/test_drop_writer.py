@@ -28,6 +28,8 @@ from isal import isal_zlib
 
 from exporters import drop_writer
 from exporters.drop_writer import DropWriter, PartInfo, split_parts
+from exporters.hashing.identifier import BASE64_SHAPE, HEX_SHAPE, PLAIN_MAID_SHAPE
+from exporters.line_blocks import LineBlock
 from exporters.objectstore import (
     ExportStoreError,
     FileStore,
@@ -552,7 +554,7 @@ def test_rerun_gives_the_same_bytes_however_the_rows_arrive(tmp_path: Path) -> N
         writer.write_part("adds", 0, rows),
         writer.write_part("adds", 1, [list(row) for row in rows]),
         writer.write_part("adds", 2, (row for row in rows)),
-        writer.write_part_lines("adds", 3, [f"{email},{maid or ''}" for email, maid in rows]),
+        writer.write_parts_blocks("removes", _blocks(_lines(rows), [7, 13_000, 1]), [HEX_SHAPE, HEX_SHAPE])[0],
     ]
 
     assert len({(part.sha256, part.bytes) for part in parts}) == 1
@@ -606,57 +608,112 @@ def test_a_failing_disk_fails_the_part_cleanly_without_hanging(tmp_path: Path, m
     assert threading.active_count() == threads_before
 
 
-# --- Pre-joined lines (write_part_lines): the same bytes as write_part, the same checks ------
+# --- Blocks of warehouse-built lines (write_parts_blocks): the bytes of the same rows, checked whole ---
+
+
+def _lines(rows: list) -> list[bytes]:
+    return [(",".join("" if c is None else c for c in row) + "\n").encode() for row in rows]
+
+
+def _blocks(lines: list[bytes], sizes: list[int]) -> Iterator[LineBlock]:
+    """The lines cut into blocks of the given sizes, over and over (0 gives an empty block)."""
+    at = 0
+    for size in itertools.cycle(sizes):
+        if at >= len(lines):
+            return
+        yield LineBlock(b"".join(lines[at : at + size]), len(lines[at : at + size]))
+        at += size
+
+
+_SHAPE_OF = {"hex": HEX_SHAPE, "base64": BASE64_SHAPE, "uuid": PLAIN_MAID_SHAPE}
+_CELL_OF = {"hex": _hex64, "base64": _base64_44, "uuid": _uuid}
 
 
 @settings(max_examples=100, deadline=None)
 @given(
-    width=st.integers(min_value=1, max_value=3),
+    shapes=st.lists(st.sampled_from(sorted(_SHAPE_OF)), min_size=1, max_size=3),
     data=st.data(),
-    batch_rows=st.sampled_from([1, 3, 16384]),
+    rows_per_part=st.integers(min_value=1, max_value=7),
+    sizes=st.lists(st.integers(min_value=0, max_value=9), min_size=1, max_size=4).filter(any),
 )
-def test_lines_give_the_bytes_of_the_same_rows(width: int, data: st.DataObject, batch_rows: int) -> None:
-    columns = ["email", "phone", "maid"][:width]
-    cell = st.one_of(st.none(), _hex64, _base64_44, _uuid, st.text(string.ascii_letters, min_size=1, max_size=20))
-    rows = data.draw(st.lists(st.tuples(*[cell] * width).filter(acceptable), max_size=30))
-    lines = [",".join("" if c is None else c for c in row) for row in rows]
-    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as tmp:
-        patch.setattr(drop_writer, "_BATCH_ROWS", batch_rows)
-        writer = DropWriter(FileStore(Path(tmp)), "vip", "run-1", columns)
-        from_lines = writer.write_part_lines("adds", 0, lines)
-        stored = (Path(tmp) / from_lines.key).read_bytes()
-        from_rows = writer.write_part("removes", 0, rows)
-    assert gzip.decompress(stored) == reference_csv(columns, rows)
-    assert (from_lines.rows, from_lines.sha256, from_lines.bytes) == (from_rows.rows, from_rows.sha256, from_rows.bytes)
+def test_blocks_give_the_parts_of_the_same_rows(
+    shapes: list[str], data: st.DataObject, rows_per_part: int, sizes: list[int]
+) -> None:
+    columns = ["email", "phone", "maid"][: len(shapes)]
+    cells = [st.one_of(st.none(), _CELL_OF[shape]) for shape in shapes]
+    rows = data.draw(st.lists(st.tuples(*cells).filter(any), max_size=25))
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = DropWriter(FileStore(Path(tmp)), "vip", "run-1", columns, rows_per_part=rows_per_part)
+        from_blocks = writer.write_parts_blocks("adds", _blocks(_lines(rows), sizes), [_SHAPE_OF[s] for s in shapes])
+        texts = [gzip.decompress((Path(tmp) / part.key).read_bytes()) for part in from_blocks]
+        from_rows = writer.write_parts("removes", rows)
+    expected_parts = [rows[at : at + rows_per_part] for at in range(0, len(rows), rows_per_part)] or [[]]
+    assert texts == [reference_csv(columns, part) for part in expected_parts]
+    assert [(p.rows, p.sha256, p.bytes) for p in from_blocks] == [(p.rows, p.sha256, p.bytes) for p in from_rows]
 
 
-def test_lines_are_checked_like_rows(writer: DropWriter, root: Path) -> None:
-    good = [f"{E1},{P1}"] * 20_000
-    cases: list[tuple[list, type[Exception], str]] = [
-        ([*good, "alice@example.com,"], ValueError, "row 20001 column email: value is not a hashed identifier"),
-        ([*good, f"{E1},+14155550100"], ValueError, "row 20001 column phone: value is not a hashed identifier"),
-        ([*good, ","], ValueError, "row 20001 has no identifier"),
-        ([*good, f"{E1}"], ValueError, "row 20001 has 1 values, expected 2 (email,phone)"),
-        ([*good, f"{E1},{P1},{P3}"], ValueError, "row 20001 has 3 values, expected 2 (email,phone)"),
-        # one comma too many and one too few: the block's comma count alone looks right
-        ([*good, f"{E1},{P1},{P3}", f"{E2}"], ValueError, "row 20001 has 3 values, expected 2 (email,phone)"),
-        ([*good, f"{E1}", f"{E1},{P1},{P3}"], ValueError, "row 20001 has 1 values, expected 2 (email,phone)"),
-        ([*good, f"{E1},{'1' * 15}"], ValueError, "row 20001 column phone: value is not a hashed identifier"),
-        ([*good, f'"{E1}",'], ValueError, "row 20001: a line must not hold quotes or line breaks"),
-        ([*good, f"{E1}\n{E2},"], ValueError, "row 20001: a line must not hold quotes or line breaks"),
-        ([*good, (E1, P1)], TypeError, "row 20001: lines must be str"),
+def test_blocks_are_cut_into_parts_at_exact_row_counts(writer: DropWriter, root: Path) -> None:
+    rows = [(E1, P1), (E2, None), (None, P3), (E4, P4), (E1, None)]  # writer: 2 rows a part
+    shapes = [HEX_SHAPE, HEX_SHAPE]
+
+    parts = writer.write_parts_blocks("adds", _blocks(_lines(rows), [3, 0, 2]), shapes)
+
+    assert [(p.name, p.rows) for p in parts] == [
+        ("adds-00000.csv.gz", 2),
+        ("adds-00001.csv.gz", 2),
+        ("adds-00002.csv.gz", 1),
     ]
-    for lines, error, message in cases:
-        writer.rows_per_part = len(lines)
-        with pytest.raises(error) as caught:
-            writer.write_part_lines("adds", 0, lines)
+    assert part_text(root, "vip/run-1/adds-00001.csv.gz") == f"email,phone\n,{P3}\n{E4},{P4}\n"
+    assert part_text(root, "vip/run-1/adds-00002.csv.gz") == f"email,phone\n{E1},\n"
+    # exactly full parts: no empty part after them; nothing at all: one header-only part
+    assert [p.rows for p in writer.write_parts_blocks("removes", _blocks(_lines(rows[:4]), [4]), shapes)] == [2, 2]
+    writer_empty = DropWriter(FileStore(root), "vip", "run-2", ["email", "phone"], rows_per_part=2)
+    (empty,) = writer_empty.write_parts_blocks("members", iter(()), shapes)
+    assert (empty.name, empty.rows, part_text(root, empty.key)) == ("members-00000.csv.gz", 0, "email,phone\n")
+
+
+def test_blocks_are_checked_whole_and_the_first_bad_row_is_named(writer: DropWriter, root: Path) -> None:
+    good = f"{E1},{P1}\n" * 20_000
+    uid2_cell = "ab+/cd" * 7 + "e="
+    cases: list[tuple[str, int, str]] = [
+        (good + "alice@example.com,\n", 20_001, "row 20001 column email: value is not a hashed identifier"),
+        (good + f"{E1},+14155550100\n", 20_001, "row 20001 column phone: value is not a hashed identifier"),
+        # digits only are hex characters: refused for their length
+        (good + f"{E1},{'1' * 15}\n", 20_001, "row 20001 column phone: value is not a hashed identifier"),
+        (good + f"{E1},{uid2_cell}\n", 20_001, "row 20001 column phone: value is not a hashed identifier"),
+        (good + f"{E1},{E1}{E1}\n", 20_001, "row 20001 column phone: value is not a hashed identifier"),
+        (good + f"{E1.upper()},\n", 20_001, "row 20001 column email: value is not a hashed identifier"),
+        (good + ",\n", 20_001, "row 20001 has no identifier"),
+        (",\n" + good, 20_001, "row 1 has no identifier"),
+        (good + f"{E1}\n", 20_001, "row 20001 has 1 values, expected 2"),
+        # one comma too many and one too few: the block's comma count alone looks right
+        (good + f"{E1},{P1},{P3}\n{E2}\n", 20_002, "row 20001 has 3 values, expected 2"),
+        (good + f'"{E1}",\n', 20_001, "row 20001 column email: value is not a hashed identifier"),
+        (good + f"{E1},{P1}\r\n", 20_001, "row 20001 column phone: value is not a hashed identifier"),
+        (good + f"{E1},{P1}", 20_001, "row 20001: the last line does not end with a newline"),
+        (good, 20_001, "a block says it holds 20001 lines but holds 20000"),
+    ]
+    writer.rows_per_part = 30_000
+    for text, rows, message in cases:
+        with pytest.raises(ValueError) as caught:
+            writer.write_parts_blocks("adds", [LineBlock(text.encode(), rows)], [HEX_SHAPE, HEX_SHAPE])
         assert str(caught.value) == message
+        assert "alice" not in str(caught.value) and "14155550100" not in str(caught.value)
     assert not root.exists() or all_files(root) == []
 
 
-def test_lines_split_into_parts_with_short_words_allowed(writer: DropWriter, root: Path) -> None:
-    parts = writer.write_parts_lines("adds", [f"{E1},{P1}", f"{E2},", f",{P3}", "abc,"])
+def test_plain_maids_and_base64_values_pass_where_their_format_sends_them(writer: DropWriter, root: Path) -> None:
+    maid = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+    uid2_cell = "ab+/cd" * 7 + "e="
+    writer.rows_per_part = 10
+    text = f"{E1},{maid}\n,{maid}\n{E2},\n".encode()
 
-    assert [(p.name, p.rows) for p in parts] == [("adds-00000.csv.gz", 2), ("adds-00001.csv.gz", 2)]
-    assert part_text(root, "vip/run-1/adds-00000.csv.gz") == f"email,phone\n{E1},{P1}\n{E2},\n"
-    assert part_text(root, "vip/run-1/adds-00001.csv.gz") == f"email,phone\n,{P3}\nabc,\n"
+    (part,) = writer.write_parts_blocks("adds", [LineBlock(text, 3)], [HEX_SHAPE, PLAIN_MAID_SHAPE])
+    assert part_text(root, part.key) == "email,phone\n" + text.decode()
+
+    with pytest.raises(ValueError, match=r"^row 1 column phone: value is not a hashed identifier$"):
+        writer.write_parts_blocks("removes", [LineBlock(f"{E1},{maid}\n".encode(), 1)], [HEX_SHAPE, HEX_SHAPE])
+    (uid2,) = writer.write_parts_blocks("removes", [LineBlock(f"{uid2_cell},\n".encode(), 1)], [BASE64_SHAPE] * 2)
+    assert uid2.rows == 1
+    with pytest.raises(ValueError, match=r"^one shape per column: 2 columns, 1 shapes$"):
+        writer.write_parts_blocks("adds", [], [HEX_SHAPE])
