@@ -578,7 +578,7 @@ class RunEngine:
 
         def rows(pivot: str | None) -> Callable[[], Iterator[Sequence[str | None]]]:
             """For gRPC batches: one tuple of hashed values per member."""
-            return lambda: (row[2:] for row in snap.iter_rows(wh, pivot)) if pivot else iter(())
+            return lambda: (row[2:] for row in snap.iter_rows(wh, snap.ordered(pivot))) if pivot else iter(())
 
         def blocks(pivot: str | None) -> Callable[[], Iterator[LineBlock]]:
             """For file/S3 parts: the same rows as CSV lines built by the warehouse, in blocks."""

@@ -180,10 +180,17 @@ def clear_run(wh: Warehouse, run_id: str) -> None:
 
 
 def pivot(source: str, where: str, kinds: Sequence[str]) -> str:
-    """One row per (member, tuple), in order: member_key, fingerprint, then one column per identifier type."""
+    """One row per (member, tuple), unordered: member_key, fingerprint, then one column per identifier type.
+
+    Unordered so that the consumer sorts once: ``ordered`` for rows, ``lines`` for CSV lines
+    (a subquery's ORDER BY would be a second sort of the whole list)."""
     cases = ", ".join(f"MAX(CASE WHEN id_type = {lit(k)} THEN hashed END) AS {k}" for k in kinds)
-    return (f"SELECT member_key, fingerprint, {cases} FROM {source} WHERE {where} "
-            "GROUP BY member_key, fingerprint ORDER BY member_key, fingerprint")
+    return f"SELECT member_key, fingerprint, {cases} FROM {source} WHERE {where} GROUP BY member_key, fingerprint"
+
+
+def ordered(pivot_sql: str) -> str:
+    """The rows of a ``pivot`` in the order every export sends them."""
+    return f"{pivot_sql} ORDER BY member_key, fingerprint"
 
 
 def lines(pivot_sql: str, kinds: Sequence[str], dialect: str) -> str:
