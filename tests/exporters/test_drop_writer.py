@@ -682,6 +682,8 @@ def test_blocks_are_checked_whole_and_the_first_bad_row_is_named(writer: DropWri
         (good + f"{E1},{'1' * 15}\n", 20_001, "row 20001 column phone: value is not a hashed identifier"),
         (good + f"{E1},{uid2_cell}\n", 20_001, "row 20001 column phone: value is not a hashed identifier"),
         (good + f"{E1},{E1}{E1}\n", 20_001, "row 20001 column phone: value is not a hashed identifier"),
+        # 32 + 96 characters: together two values' worth, yet neither cell is a value
+        (good + f"{E1[:32]},{E1}{E1[:32]}\n", 20_001, "row 20001 column email: value is not a hashed identifier"),
         (good + f"{E1.upper()},\n", 20_001, "row 20001 column email: value is not a hashed identifier"),
         (good + ",\n", 20_001, "row 20001 has no identifier"),
         (",\n" + good, 20_001, "row 1 has no identifier"),
@@ -713,6 +715,10 @@ def test_plain_maids_and_base64_values_pass_where_their_format_sends_them(writer
 
     with pytest.raises(ValueError, match=r"^row 1 column phone: value is not a hashed identifier$"):
         writer.write_parts_blocks("removes", [LineBlock(f"{E1},{maid}\n".encode(), 1)], [HEX_SHAPE, HEX_SHAPE])
+    for short in ("4155550100", "abc-123", maid + "0"):  # two value lengths: checked cell by cell
+        with pytest.raises(ValueError, match=r"^row 2 column phone: value is not a hashed identifier$"):
+            block = LineBlock(f"{E1},{maid}\n{E2},{short}\n".encode(), 2)
+            writer.write_parts_blocks("removes", [block], [HEX_SHAPE, PLAIN_MAID_SHAPE])
     (uid2,) = writer.write_parts_blocks("removes", [LineBlock(f"{uid2_cell},\n".encode(), 1)], [BASE64_SHAPE] * 2)
     assert uid2.rows == 1
     with pytest.raises(ValueError, match=r"^one shape per column: 2 columns, 1 shapes$"):
