@@ -24,7 +24,17 @@ log = structlog.get_logger()
 
 
 class WarehouseError(OperationalError):
-    """An operational failure talking to the warehouse (exit status 2)."""
+    """An operational failure talking to the warehouse (exit status 2).
+
+    Engines quote the offending value in some messages (a failed cast, a constraint): with
+    runs reading raw identifiers inside the warehouse, the message is stripped of anything
+    that looks like an email, phone number or device id before anyone sees or logs it.
+    """
+
+    def __init__(self, message: str) -> None:
+        from exporters.redaction import redact_text
+
+        super().__init__(redact_text(message))
 
 
 class Warehouse(Protocol):
@@ -94,12 +104,12 @@ class DuckDBWarehouse:
         DuckDB builds them on every core and no Python object is made per row."""
         import duckdb
 
-        from exporters.line_blocks import arrow_line_blocks
+        from exporters.line_blocks import LineStreamError, arrow_line_blocks
 
         cur = self._con.cursor()
         try:
             yield from arrow_line_blocks(cur.sql(sql))
-        except duckdb.Error as err:
+        except (duckdb.Error, LineStreamError) as err:
             raise WarehouseError(f"DuckDB query failed: {err}") from None
         finally:
             cur.close()

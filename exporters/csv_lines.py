@@ -15,8 +15,12 @@ from sqlglot import exp
 from exporters.hashing import sql_hashed_expression
 
 
-def line_expression(cells: Sequence[exp.Expression]) -> exp.Expression:
+def line_expression(cells: Sequence[exp.Expression], *, every_row: bool = False) -> exp.Expression:
     """``CASE WHEN any cell IS NOT NULL THEN CONCAT(c1, ',', ..., CHR(10)) END``.
+
+    With ``every_row``, a row without any value still gets its (bare) line instead of NULL, so
+    the writer's guard refuses it loudly: for lists where every row must be sent (a run's
+    removals) rather than silently skipped.
 
     ``CONCAT`` with NULLs read as empty strings (sqlglot spells that out per dialect; DuckDB's
     and PostgreSQL's own ``CONCAT`` already do, and cost less than ``COALESCE`` and ``||``).
@@ -32,6 +36,8 @@ def line_expression(cells: Sequence[exp.Expression]) -> exp.Expression:
         pieces.append(cell.copy())
     pieces.append(exp.func("CHR", exp.Literal.number(10)))
     line = exp.Concat(expressions=pieces, coalesce=True, safe=True)
+    if every_row:
+        return line
     present = exp.or_(*(exp.Not(this=exp.Is(this=cell.copy(), expression=exp.Null())) for cell in cells))
     return exp.Case(ifs=[exp.If(this=present, true=line)])
 

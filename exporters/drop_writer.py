@@ -38,7 +38,7 @@ from typing import Any, Literal, TypeVar
 
 import structlog
 
-from exporters.block_guard import BlockGuard
+from exporters.block_guard import BlockGuard, ColumnShapes, RowRefused
 from exporters.gzip_blocks import ParallelGzipWriter
 from exporters.hashing.identifier import EncodedShape
 from exporters.line_blocks import LineBlock
@@ -239,7 +239,7 @@ class DropWriter:
         return self._write(kind, index, self._encoded_rows(rows))
 
     def write_parts_blocks(
-        self, kind: PartKind, blocks: Iterable[LineBlock], shapes: Sequence[EncodedShape]
+        self, kind: PartKind, blocks: Iterable[LineBlock], shapes: Sequence[EncodedShape | ColumnShapes]
     ) -> list[PartInfo]:
         """``write_parts`` for blocks of CSV lines built by the warehouse (``exporters.line_blocks``):
         parts 0, 1, ... of ``rows_per_part`` rows each, blocks cut at exact row counts."""
@@ -249,20 +249,22 @@ class DropWriter:
         return parts or [self.write_part_blocks(kind, 0, (), shapes)]
 
     def write_part_blocks(
-        self, kind: PartKind, index: int, blocks: Iterable[LineBlock], shapes: Sequence[EncodedShape]
+        self, kind: PartKind, index: int, blocks: Iterable[LineBlock], shapes: Sequence[EncodedShape | ColumnShapes]
     ) -> PartInfo:
         """``write_part`` for blocks of CSV lines built by the warehouse.
 
-        ``shapes`` says, per column, what a value looks like (``exporters.hashing.encoded_shape``);
-        every block is checked whole against them (``exporters.block_guard``): the right number
-        of lines and cells, no line without a value, and every cell empty or exactly a value's
-        length in the formats' characters, so a raw email (``@``) or phone number (at most 16
-        characters) can never pass. The part has exactly the bytes ``write_part`` writes for
-        the same cells.
+        ``shapes`` says, per column, what its values look like: one shape
+        (``exporters.hashing.encoded_shape``) or several (``sent_shapes``, for removals of tuples
+        sent under an earlier format). Every block is checked whole (``exporters.block_guard``):
+        the right number of lines and cells, no line without a value, and every cell empty or
+        exactly one of its own column's shapes, so a raw email (``@``), phone number (at most 16
+        characters) or a device id in a hashed column can never pass (``RowRefused``). The part
+        has exactly the bytes ``write_part`` writes for the same cells.
         """
         if len(shapes) != len(self.columns):
             raise ValueError(f"one shape per column: {len(self.columns)} columns, {len(shapes)} shapes")
-        return self._write(kind, index, self._checked_blocks(blocks, BlockGuard(self.columns, shapes)))
+        per_column = [(shape,) if isinstance(shape, EncodedShape) else tuple(shape) for shape in shapes]
+        return self._write(kind, index, self._checked_blocks(blocks, BlockGuard(self.columns, per_column)))
 
     def _write(self, kind: PartKind, index: int, encoded: _Encoded) -> PartInfo:
         key = self.part_key(kind, index)
@@ -345,7 +347,7 @@ class DropWriter:
     def _cells(self, row: Sequence[str | None], number: int) -> list[str]:
         """Cells of one row ("" for absent), refusing anything that is not a hashed value."""
         if len(row) != len(self.columns):
-            raise ValueError(
+            raise RowRefused(
                 f"row {number} has {len(row)} values, expected {len(self.columns)} ({','.join(self.columns)})"
             )
         cells = ["" if cell is None else cell for cell in row]
@@ -354,12 +356,12 @@ class DropWriter:
         except TypeError:
             raise TypeError(f"row {number}: values must be str or None") from None
         if not joined:
-            raise ValueError(f"row {number} has no identifier")
+            raise RowRefused(f"row {number} has no identifier")
         # Fast path: hashes contain no "@" and are longer than any phone number (16 chars).
         if "@" in joined or any(0 < len(cell) <= _SHORT_CELL for cell in cells):
             for column, cell in zip(self.columns, cells, strict=True):
                 if _looks_raw(cell):
-                    raise ValueError(f"row {number} column {column}: value is not a hashed identifier")
+                    raise RowRefused(f"row {number} column {column}: value is not a hashed identifier")
         return cells
 
     def existing_part(self, kind: PartKind, index: int, *, expected_sha256: str | None = None) -> PartInfo | None:

@@ -13,6 +13,7 @@ pyarrow table, ...) can be read; ``nanoarrow`` does the reading, so no pyarrow i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +23,16 @@ from typing import Any
 _STRING_FORMATS = frozenset({"u", "U"})
 
 
+#: nanoarrow's prefix on the producer's own message ("ArrowArrayStream::get_next() failed (5): ").
+_STREAM_PREFIX = re.compile(r"^ArrowArrayStream::get_next\(\) failed \(\d+\): ")
+
+
 class LineSourceError(ValueError):
     """The source does not have the shape of a line query (one string column)."""
+
+
+class LineStreamError(RuntimeError):
+    """The source failed while its rows were being read (the producer's message is kept)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +66,15 @@ def arrow_line_blocks(source: Any) -> Iterator[LineBlock]:
 
     stream = nanoarrow.c_array_stream(source)
     _check_schema(stream.get_schema())
-    for batch in stream:
-        block = _block_of(batch.child(0))
+    batches = iter(stream)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except RuntimeError as err:  # nanoarrow's error for a failing stream (out of memory, interrupted...)
+            raise LineStreamError(_STREAM_PREFIX.sub("", str(err), count=1)) from None
+        block = _block_of(batch.child(0), batch.offset, batch.length)
         if block.rows:
             yield block
 
@@ -71,16 +87,25 @@ def _check_schema(schema: Any) -> None:
         raise LineSourceError(f"a line query returns a string column, not Arrow type {column_format!r}")
 
 
-def _block_of(column: Any) -> LineBlock:
-    """The lines of one batch: the data buffer between the first and the last offset."""
+def _block_of(column: Any, batch_offset: int, rows: int) -> LineBlock:
+    """The lines of one batch: the data buffer between the first and the last offset.
+
+    The batch (a struct array) may itself be a slice: its offset adds to the column's, and its
+    length bounds the rows. Null values must take no bytes, as DuckDB and every Arrow writer we
+    know make them; the writer's guard would refuse a block where they do not.
+    """
+    if rows == 0:
+        return LineBlock(b"", 0)
     view = column.view()
+    first = batch_offset + column.offset
     offsets = memoryview(view.buffer(1))
-    start, end = offsets[column.offset], offsets[column.offset + column.length]
+    start, end = offsets[first], offsets[first + rows]
     data = bytes(memoryview(view.buffer(2))[start:end])
-    nulls = column.null_count
-    if nulls < 0:  # "unknown" in the Arrow C data interface: count them from the validity bitmap
-        nulls = column.length - _valid_count(memoryview(view.buffer(0)), column.offset, column.length)
-    return LineBlock(data, column.length - nulls)
+    sliced = batch_offset != 0 or rows != column.length
+    nulls = -1 if sliced else column.null_count
+    if nulls < 0:  # unknown ("-1" in the C data interface) or for a slice: count the validity bitmap
+        nulls = rows - _valid_count(memoryview(view.buffer(0)), first, rows)
+    return LineBlock(data, rows - nulls)
 
 
 def _valid_count(bitmap: memoryview, offset: int, length: int) -> int:

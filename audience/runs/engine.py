@@ -33,7 +33,7 @@ from consent_filter.policy import NO_IDENTIFIER, NO_PERMISSION, PASSES, RULE_NAM
 from consent_filter.query import COUNTRY, HELD_OUT, STAGE, consent_query, identifier_alias
 from dsl import ast
 from dsl.compiler import PROFILE_ALIAS, CompileContext, col, predicate, table_ref
-from exporters.hashing.identifier import encoded_shape
+from exporters.hashing.identifier import encoded_shape, sent_shapes
 from exporters.line_blocks import LineBlock
 
 log = structlog.get_logger()
@@ -593,7 +593,8 @@ class RunEngine:
         }
         plan = ExportPlan(run.run_id, run.audience, decision["mode"], full, kinds, rows(add_rows), rows(remove_rows),
                           manifest, add_blocks=blocks(add_rows), remove_blocks=blocks(remove_rows),
-                          shapes=tuple(encoded_shape(kind, dest.format) for kind in kinds))
+                          add_shapes=tuple(encoded_shape(kind, dest.format) for kind in kinds),
+                          remove_shapes=tuple(sent_shapes(kind) for kind in kinds))
         return sink_for(dest, self.project.config).send(plan, _Checkpoints(self, run))
 
     # ---- snapshot ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from audience.config import DestinationConfig, ProjectConfig
 from audience.errors import OperationalError
 from audience.runs.testhook import pause_point
+from exporters.block_guard import RowRefused
 from exporters.hashing.identifier import EncodedShape
 from exporters.line_blocks import LineBlock
 
@@ -35,7 +36,9 @@ class ExportPlan:
     # exporters.line_blocks), with what each column's values look like for the block guard.
     add_blocks: Blocks | None = None
     remove_blocks: Blocks | None = None
-    shapes: tuple[EncodedShape, ...] = ()
+    add_shapes: tuple[EncodedShape, ...] = ()  # one per column: what this format sends
+    # per column, every shape a format sends: removals may carry tuples sent under an earlier format
+    remove_shapes: tuple[tuple[EncodedShape, ...], ...] = ()
 
 
 class Checkpoints(Protocol):
@@ -83,8 +86,9 @@ class DropSink:
         done = checkpoints.done()
         sent = 0
         try:
-            for kind, rows, blocks in (("members" if plan.full else "adds", plan.adds, plan.add_blocks),
-                                       ("removes", plan.removes, plan.remove_blocks)):
+            for kind, rows, blocks, shapes in (
+                    ("members" if plan.full else "adds", plan.adds, plan.add_blocks, plan.add_shapes),
+                    ("removes", plan.removes, plan.remove_blocks, plan.remove_shapes)):
                 # Parts stream into the writer (a part is up to a million rows: never held in a
                 # list); the rows of a part skipped on resume are read past, not kept.
                 for index, part in self._parts(rows, blocks):
@@ -93,8 +97,11 @@ class DropSink:
                     if previous and writer.existing_part(kind, index, expected_sha256=previous["sha256"]):  # type: ignore[arg-type]
                         sent += previous["rows"]
                         continue
-                    info = (writer.write_part_blocks(kind, index, part, plan.shapes) if blocks  # type: ignore[arg-type]
-                            else writer.write_part(kind, index, part))  # type: ignore[arg-type]
+                    try:
+                        info = (writer.write_part(kind, index, part) if blocks is None  # type: ignore[arg-type]
+                                else writer.write_part_blocks(kind, index, part, shapes))  # type: ignore[arg-type]
+                    except RowRefused as err:  # the message names row and column, never the value
+                        raise OperationalError(f"destination {self.dest.name}: {kind} part {index}: {err}") from None
                     checkpoints.mark(step, {"sha256": info.sha256, "rows": info.rows})
                     sent += info.rows
                     checkpoints.progress(sent)

@@ -194,10 +194,13 @@ def ordered(pivot_sql: str) -> str:
 
 
 def lines(pivot_sql: str, kinds: Sequence[str], dialect: str) -> str:
-    """The rows of a ``pivot`` as CSV lines built by the warehouse (``exporters.csv_lines``), same order."""
+    """The rows of a ``pivot`` as CSV lines built by the warehouse (``exporters.csv_lines``), same order.
+
+    Every row gets a line: one without any value (a tuple sent under an identifier type the
+    destination no longer has) must fail the run, as the row path does, never vanish."""
     from exporters.csv_lines import line_expression
 
-    line = line_expression([exp.column(kind) for kind in kinds]).sql(dialect=dialect)
+    line = line_expression([exp.column(kind) for kind in kinds], every_row=True).sql(dialect=dialect)
     return f"SELECT {line} FROM ({pivot_sql}) AS p ORDER BY p.member_key, p.fingerprint"
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from exporters.hashing.digest import phone_hasher, value_hasher
 from exporters.hashing.normalize import UUID_PATTERN, ZERO_MAID
-from exporters.hashing.profiles import MAID, PHONE, Encoding, MaidMode, get_profile
+from exporters.hashing.profiles import FORMATS, MAID, PHONE, Encoding, MaidMode, get_profile
 
 _is_hex64 = re.compile(r"[0-9a-f]{64}").fullmatch
 # 32 bytes are 43 base64 characters and one pad; the last character carries 4 data bits
@@ -43,6 +43,13 @@ def encoded_shape(kind: str, fmt: str) -> EncodedShape:
     if kind == MAID and profile.maid is MaidMode.PLAIN:
         return PLAIN_MAID_SHAPE
     return HEX_SHAPE if profile.encoding is Encoding.HEX else BASE64_SHAPE
+
+
+def sent_shapes(kind: str) -> tuple[EncodedShape, ...]:
+    """Every shape some format sends for ``kind``: what a removal of a tuple sent under an
+    earlier format of the destination may look like (hex digest, base64 digest, plain MAID)."""
+    shapes = {encoded_shape(kind, fmt) for fmt in FORMATS if get_profile(fmt).accepts(kind)}
+    return tuple(sorted(shapes, key=lambda shape: shape.length, reverse=True))
 
 
 def is_encoded_value(value: object, kind: str, fmt: str) -> bool:

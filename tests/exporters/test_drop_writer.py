@@ -27,8 +27,9 @@ from hypothesis import strategies as st
 from isal import isal_zlib
 
 from exporters import drop_writer
+from exporters.block_guard import RowRefused
 from exporters.drop_writer import DropWriter, PartInfo, split_parts
-from exporters.hashing.identifier import BASE64_SHAPE, HEX_SHAPE, PLAIN_MAID_SHAPE
+from exporters.hashing.identifier import BASE64_SHAPE, HEX_SHAPE, PLAIN_MAID_SHAPE, sent_shapes
 from exporters.line_blocks import LineBlock
 from exporters.objectstore import (
     ExportStoreError,
@@ -723,3 +724,22 @@ def test_plain_maids_and_base64_values_pass_where_their_format_sends_them(writer
     assert uid2.rows == 1
     with pytest.raises(ValueError, match=r"^one shape per column: 2 columns, 1 shapes$"):
         writer.write_parts_blocks("adds", [], [HEX_SHAPE])
+
+
+def test_each_column_is_checked_against_its_own_shapes(tmp_path: Path) -> None:
+    maid = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+    writer = DropWriter(FileStore(tmp_path / "drop"), "vip", "run-1", ["email", "maid"], rows_per_part=10)
+    google = [HEX_SHAPE, PLAIN_MAID_SHAPE]  # google/meta: hashed emails, plain MAIDs
+    for line, column in ((f"{maid},{maid}", "email"), (f"{E1},{E1}", "maid"), (f"{maid},{E1}", "email")):
+        with pytest.raises(RowRefused, match=rf"^row 2 column {column}: value is not a hashed identifier$"):
+            writer.write_parts_blocks("adds", [LineBlock(f"{E1},{maid}\n{line}\n".encode(), 2)], google)
+
+    # removals may carry what an earlier format sent: every shape of the type, still per column
+    removals = [sent_shapes("email"), sent_shapes("maid")]
+    uid2_email = "ab+/cd" * 7 + "e="
+    text = f"{E1},{maid}\n{uid2_email},{E2}\n,{maid}\n"
+    (part,) = writer.write_parts_blocks("removes", [LineBlock(text.encode(), 3)], removals)
+    assert part_text(tmp_path / "drop", part.key) == "email,maid\n" + text
+    for line, column in ((f"{maid},", "email"), (f"{E1},{uid2_email}", "maid"), (f"{E1},+14155550100", "maid")):
+        with pytest.raises(RowRefused, match=rf"^row 1 column {column}: value is not a hashed identifier$"):
+            writer.write_parts_blocks("removes", [LineBlock(f"{line}\n".encode(), 1)], removals)

@@ -20,7 +20,7 @@ from sqlglot import exp
 from exporters.csv_lines import hashed_lines_select, lines_select
 from exporters.drop_writer import DropWriter
 from exporters.hashing import encoded_shape
-from exporters.line_blocks import LineBlock, LineSourceError, _valid_count, arrow_line_blocks
+from exporters.line_blocks import LineBlock, LineSourceError, _block_of, _valid_count, arrow_line_blocks
 from exporters.objectstore import FileStore
 
 PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
@@ -151,3 +151,34 @@ def test_an_export_from_duckdb_writes_the_expected_part(duck: duckdb.DuckDBPyCon
 
     texts = [gzip.decompress((tmp_path / part.key).read_bytes()).decode() for part in parts]
     assert texts == ["email,maid\n" + "".join(EXPECTED_LINES[:2]), "email,maid\n" + EXPECTED_LINES[2]]
+
+
+def test_a_slice_of_a_batch_reads_only_its_rows() -> None:
+    import nanoarrow
+
+    connection = duckdb.connect()
+    sql = "SELECT CASE WHEN i = 2 THEN NULL ELSE 'l' || i || chr(10) END FROM range(5) AS t(i) ORDER BY i"
+    (batch,) = list(nanoarrow.c_array_stream(connection.sql(sql)))
+    column = batch.child(0)
+
+    assert _block_of(column, 1, 3) == LineBlock(b"l1\nl3\n", 2)  # rows 1..3 of l0 l1 NULL l3 l4
+    assert _block_of(column, 0, 0) == LineBlock(b"", 0)
+
+
+def test_a_warehouse_error_while_the_lines_stream_is_a_clear_redacted_error(tmp_path: Path) -> None:
+    from audience.warehouse import DuckDBWarehouse, WarehouseError
+
+    warehouse = DuckDBWarehouse(str(tmp_path / "w.duckdb"))
+    warehouse.execute("CREATE TABLE t AS SELECT i, 'secret' || i || '@example.com' AS email FROM range(3000000) r(i)")
+    # not ordered, so it streams: the cast fails after several batches were handed out
+    sql = "SELECT CASE WHEN i < 2500000 THEN 'x' || chr(10) ELSE CAST(email AS INTEGER)::VARCHAR END FROM t"
+    read = 0
+    with pytest.raises(WarehouseError) as caught:
+        for block in warehouse.line_blocks(sql):
+            read += block.rows
+    warehouse.close()
+
+    assert read > 0
+    message = str(caught.value)
+    assert message.startswith("DuckDB query failed: Conversion Error: Could not convert string ")
+    assert "[redacted-email]" in message and "secret" not in message
