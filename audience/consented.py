@@ -53,16 +53,15 @@ class ConsentedAudience:
     @property
     def query(self) -> exp.Select:
         """The portable consent query over the consent history: what `compile` shows."""
-        return self._query(current=None)
+        return self.query_reading(current=None)
 
     def warehouse_query(self) -> exp.Select:
         """The query this product runs in its own warehouse: it may read the condensed table of
         current decisions (`audience.consent_state`), a private table no compiled SQL names."""
-        wh = self.project.warehouse
-        same_engine = self.dialect == wh.dialect
-        return self._query(usable_current(wh, self.project.consent_table, self.as_of) if same_engine else None)
+        return self.query_reading(_current_decisions(self.project, self.as_of, self.dialect))
 
-    def _query(self, current: Table | None) -> exp.Select:
+    def query_reading(self, current: Table | None) -> exp.Select:
+        """The consent query reading ``current`` (the condensed decisions) or, if None, the history."""
         aud = self.project.audience(self.audience)
         assert self.project.catalog is not None
         return consent_query(
@@ -93,13 +92,20 @@ def funnels(project: Project, audience: str, destinations: list[str], as_of: dat
     identifiers and what the format accepts) share one query — the SQL text is the key."""
     by_sql: dict[str, Funnel] = {}
     result = {}
+    current = _current_decisions(project, as_of, project.warehouse.dialect)  # one freshness check for all
     for name in destinations:
         ca = consented(project, audience, name, as_of)
-        sql = funnel_query(ca.warehouse_query()).sql(dialect=ca.dialect)
+        sql = funnel_query(ca.query_reading(current)).sql(dialect=ca.dialect)
         if sql not in by_sql:
             by_sql[sql] = ca.funnel_of(sql)
         result[name] = by_sql[sql]
     return result
+
+
+def _current_decisions(project: Project, as_of: datetime, dialect: str) -> Table | None:
+    """The condensed table of current decisions when the query runs on the warehouse's own engine."""
+    wh = project.warehouse
+    return usable_current(wh, project.consent_table, as_of) if dialect == wh.dialect else None
 
 
 def consented(project: Project, audience: str, dest_name: str, as_of: datetime,

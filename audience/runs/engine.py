@@ -33,7 +33,6 @@ from consent_filter.policy import NO_IDENTIFIER, NO_PERMISSION, PASSES, RULE_NAM
 from consent_filter.query import COUNTRY, HELD_OUT, STAGE, consent_query, identifier_alias
 from dsl import ast
 from dsl.compiler import PROFILE_ALIAS, CompileContext, col, predicate, table_ref
-from exporters.hashing.identifier import encoded_shape, sent_shapes
 from exporters.line_blocks import LineBlock
 
 log = structlog.get_logger()
@@ -349,19 +348,20 @@ class RunEngine:
         Returns how many members are added and how many of them had no valid identifier left,
         both counted in SQL so that the two paths need not report to each other.
         """
-        from exporters.hashing import hash_rows, sql_hashed_expression
+        from exporters.hashing import check_kinds, sql_hashed_expression
 
         wh, dest, stage, rid = self.wh, sync.destination, self._stage, snap.lit(run.run_id)
         kinds = list(dest.identifiers)
         changes = int(wh.query(f"SELECT COUNT(*) FROM {stage} s WHERE {changed}")[0][0])
         if not changes:
             return 0, 0
-        # A format that refuses one of the types (or repeats one) fails the run as the Python path
-        # always did: `hash_rows` checks the whole list before reading any row.
-        for _ in hash_rows(dest.format, kinds, ()):
-            pass
-        in_sql = {kind: expression for kind in kinds if wh.dialect in HASHES_IN_WAREHOUSE and (
-            expression := sql_hashed_expression(kind, col(f"id_{kind}", "s"), dest.format, wh.dialect)) is not None}
+        check_kinds(dest.format, kinds)  # a type the format refuses fails the run before any hashing
+        in_sql: dict[str, exp.Expression] = {}
+        if wh.dialect in HASHES_IN_WAREHOUSE:
+            for kind in kinds:
+                expression = sql_hashed_expression(kind, col(f"id_{kind}", "s"), dest.format, wh.dialect)
+                if expression is not None:
+                    in_sql[kind] = expression
         if in_sql:
             wh.execute(self._hash_in_sql(run, changed, in_sql))
         in_python = [kind for kind in kinds if kind not in in_sql]
@@ -382,11 +382,8 @@ class RunEngine:
         one row per (member, type), keeping non-NULL hashes. Both engines evaluate a hash twice
         when a filter on it can be pushed under the projection (a `UNION ALL` of one SELECT per
         type, or one SELECT filtered on its hash); `UNNEST` keeps the filter above it. Measured
-        (email + MAID, sha256): DuckDB, 1M members: UNNEST 1.1-1.3 s, LATERAL (VALUES ...)
-        1.8-2.0 s, UNION ALL 1.8-2.3 s; PostgreSQL, 100k: 4.3, 4.8 and 7.2 s. PostgreSQL's
-        expressions (several TRANSLATEs per value) cost more than hashing in Python: a first run
-        of 200k members took 28-30 s instead of 15-17 s; a cheaper expression belongs in
-        exporters/hashing/sql.py.
+        (email + MAID, sha256, DuckDB, 1M members): UNNEST 1.1-1.3 s, LATERAL (VALUES ...)
+        1.8-2.0 s, UNION ALL 1.8-2.3 s.
         """
         dialect, rid = self.wh.dialect, snap.lit(run.run_id)
         types = exp.Unnest(expressions=[exp.Array(expressions=[exp.Literal.string(k) for k in expressions])])
@@ -592,9 +589,7 @@ class RunEngine:
             "description": sync.audience.description, "owner": sync.audience.owner,
         }
         plan = ExportPlan(run.run_id, run.audience, decision["mode"], full, kinds, rows(add_rows), rows(remove_rows),
-                          manifest, add_blocks=blocks(add_rows), remove_blocks=blocks(remove_rows),
-                          add_shapes=tuple(encoded_shape(kind, dest.format) for kind in kinds),
-                          remove_shapes=tuple(sent_shapes(kind) for kind in kinds))
+                          blocks(add_rows), blocks(remove_rows), manifest)
         return sink_for(dest, self.project.config).send(plan, _Checkpoints(self, run))
 
     # ---- snapshot ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from audience.config import DestinationConfig, ProjectConfig
 from audience.errors import OperationalError
 from audience.runs.testhook import pause_point
 from exporters.block_guard import RowRefused
-from exporters.hashing.identifier import EncodedShape
+from exporters.hashing.identifier import encoded_shape, sent_shapes
 from exporters.line_blocks import LineBlock
 
 Rows = Callable[[], Iterator[Sequence[str | None]]]
@@ -29,16 +29,12 @@ class ExportPlan:
     mode: str  # how the receiver applies this run: mirror | additive | replace (full only)
     full: bool  # members-* / a REPLACE upload: the whole list
     columns: tuple[str, ...]
-    adds: Rows  # hashed rows to add (the whole list when full)
+    adds: Rows  # hashed rows to add (the whole list when full), for gRPC batches
     removes: Rows  # hashed rows to remove
+    # The same rows as CSV lines built by the warehouse, for file/S3 parts (exporters.line_blocks)
+    add_blocks: Blocks
+    remove_blocks: Blocks
     manifest: dict[str, Any] = field(default_factory=dict)
-    # The same rows as CSV lines built by the warehouse, for file/S3 drops (faster; see
-    # exporters.line_blocks), with what each column's values look like for the block guard.
-    add_blocks: Blocks | None = None
-    remove_blocks: Blocks | None = None
-    add_shapes: tuple[EncodedShape, ...] = ()  # one per column: what this format sends
-    # per column, every shape a format sends: removals may carry tuples sent under an earlier format
-    remove_shapes: tuple[tuple[EncodedShape, ...], ...] = ()
 
 
 class Checkpoints(Protocol):
@@ -79,27 +75,29 @@ class DropSink:
             raise OperationalError(f"destination {dest.name}: {err}") from None
 
     def send(self, plan: ExportPlan, checkpoints: Checkpoints) -> dict[str, Any]:
-        from exporters.drop_writer import DropWriter
+        from exporters.drop_writer import DropWriter, block_parts
         from exporters.objectstore import ExportStoreError
 
         writer = DropWriter(self.store, plan.audience, plan.run_id, plan.columns, rows_per_part=self.dest.rows_per_file)
         done = checkpoints.done()
         sent = 0
         try:
-            for kind, rows, blocks, shapes in (
-                    ("members" if plan.full else "adds", plan.adds, plan.add_blocks, plan.add_shapes),
-                    ("removes", plan.removes, plan.remove_blocks, plan.remove_shapes)):
+            # Adds carry what this format sends; removals what any format sends for the type, as
+            # they may be tuples sent before the destination changed its format.
+            add_shapes = [encoded_shape(kind, self.dest.format) for kind in plan.columns]
+            remove_shapes = [sent_shapes(kind) for kind in plan.columns]
+            for kind, blocks, shapes in (("members" if plan.full else "adds", plan.add_blocks, add_shapes),
+                                         ("removes", plan.remove_blocks, remove_shapes)):
                 # Parts stream into the writer (a part is up to a million rows: never held in a
-                # list); the rows of a part skipped on resume are read past, not kept.
-                for index, part in self._parts(rows, blocks):
+                # list); the blocks of a part skipped on resume are read past, not kept.
+                for index, part in block_parts(blocks(), self.dest.rows_per_file):
                     step = f"part:{kind}:{index}"
                     previous = done.get(step)
                     if previous and writer.existing_part(kind, index, expected_sha256=previous["sha256"]):  # type: ignore[arg-type]
                         sent += previous["rows"]
                         continue
                     try:
-                        info = (writer.write_part(kind, index, part) if blocks is None  # type: ignore[arg-type]
-                                else writer.write_part_blocks(kind, index, part, shapes))  # type: ignore[arg-type]
+                        info = writer.write_part_blocks(kind, index, part, shapes)  # type: ignore[arg-type]
                     except RowRefused as err:  # the message names row and column, never the value
                         raise OperationalError(f"destination {self.dest.name}: {kind} part {index}: {err}") from None
                     checkpoints.mark(step, {"sha256": info.sha256, "rows": info.rows})
@@ -112,14 +110,6 @@ class DropSink:
         except ExportStoreError as err:
             raise OperationalError(f"destination {self.dest.name}: {err}") from None
         return {"manifest": self.store.describe(key), "files": len(writer.parts)}
-
-    def _parts(self, rows: Rows, blocks: Blocks | None) -> Iterator[tuple[int, Iterator[Any]]]:
-        """(index, rows or blocks) of each part: the warehouse's line blocks when the plan has them."""
-        from exporters.drop_writer import block_parts, split_parts
-
-        if blocks is not None:
-            return block_parts(blocks(), self.dest.rows_per_file)
-        return enumerate(split_parts(rows(), self.dest.rows_per_file, at_least_one=False))
 
 
 class GrpcSink:

@@ -198,10 +198,12 @@ def lines(pivot_sql: str, kinds: Sequence[str], dialect: str) -> str:
 
     Every row gets a line: one without any value (a tuple sent under an identifier type the
     destination no longer has) must fail the run, as the row path does, never vanish."""
-    from exporters.csv_lines import line_expression
+    import sqlglot
 
-    line = line_expression([exp.column(kind) for kind in kinds], every_row=True).sql(dialect=dialect)
-    return f"SELECT {line} FROM ({pivot_sql}) AS p ORDER BY p.member_key, p.fingerprint"
+    from exporters.csv_lines import lines_select
+
+    source = sqlglot.parse_one(pivot_sql, read=dialect).subquery("p")
+    return lines_select(source, kinds, ["member_key", "fingerprint"], every_row=True).sql(dialect=dialect)
 
 
 def iter_rows(wh: Warehouse, sql: str, batch: int = 50_000) -> Iterator[tuple[Any, ...]]:

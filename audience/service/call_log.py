@@ -23,6 +23,8 @@ from typing import Any
 import grpc
 import structlog
 
+from exporters.grpc_ingest.auth import handler_like
+
 log = structlog.get_logger()
 
 EVENT = "audience_service.call"
@@ -99,12 +101,5 @@ class CallLogInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method: str = handler_call_details.method  # type: ignore[attr-defined]
-        kwargs = {"request_deserializer": handler.request_deserializer,
-                  "response_serializer": handler.response_serializer}
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(_wrap(method, handler.unary_unary), **kwargs)
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(_wrap(method, handler.stream_unary), **kwargs)
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(_wrap(method, handler.unary_stream), **kwargs)
-        return grpc.stream_stream_rpc_method_handler(_wrap(method, handler.stream_stream), **kwargs)
+        behaviour = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+        return handler_like(handler, _wrap(method, behaviour))

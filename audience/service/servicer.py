@@ -156,9 +156,9 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
     def project_dir(self) -> Path:
         return self.projects.project_dir
 
-    def _blocking(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+    def _blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Awaitable[T]:
         """Run *fn* in the worker pool, off the event loop (it blocks: I/O, queries, parsing)."""
-        return asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
+        return asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     async def _snapshot(self) -> ProjectSnapshot:
         """The project snapshot; a reload (files changed) is done in the worker pool."""
@@ -392,8 +392,8 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         if not isinstance(offset, int) or offset < 0:
             raise invalid_argument("page_token is not a token of ListRuns", "page_token")
         project = (await self._snapshot()).project
-        records = await self._blocking(functools.partial(
-            runs_api.list_runs, self.project_dir, audience=audience, limit=size + 1, offset=offset))
+        records = await self._blocking(runs_api.list_runs, self.project_dir, audience=audience, limit=size + 1,
+                                       offset=offset)
         more = len(records) > size
         return rpc.ListRunsResponse(
             runs=[self._run(project, r) for r in records[:size]],

@@ -5,7 +5,7 @@ Only hashed identifiers leave: exporters take ``HashedIdentifier`` values (one a
 the warehouse with ``sql_hashed_expression`` where that is exact.
 """
 
-from exporters.hashing.batch import HashStats, hash_row_chunks, hash_rows
+from exporters.hashing.batch import HashStats, check_kinds, hash_row_chunks, hash_rows
 from exporters.hashing.identifier import (
     EncodedShape,
     HashedIdentifier,
@@ -55,6 +55,7 @@ __all__ = [
     "MaidMode",
     "Profile",
     "ascii_lower",
+    "check_kinds",
     "encoded_shape",
     "get_profile",
     "hash_identifier",

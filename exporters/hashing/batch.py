@@ -83,12 +83,21 @@ class _Plan:
         return len(self.kinds) + 1
 
 
-def _plan(fmt: str, kinds: Sequence[str]) -> _Plan:
+def check_kinds(fmt: str, kinds: Sequence[str]) -> None:
+    """Raise ``HashingConfigError`` unless ``fmt`` can hash this list of identifier types (known,
+    accepted by the format, at least one, none repeated) — before any row is read."""
     profile = get_profile(fmt)
     if not kinds:
         raise HashingConfigError("hashing needs at least one identifier type")
     if len(set(kinds)) != len(kinds):
         raise HashingConfigError(f"identifier types repeat in {list(kinds)!r}")
+    for kind in kinds:
+        profile.require(kind)
+
+
+def _plan(fmt: str, kinds: Sequence[str]) -> _Plan:
+    check_kinds(fmt, kinds)
+    profile = get_profile(fmt)
     functions = tuple(
         (True, phone_hasher(profile)) if kind == PHONE else (False, value_hasher(kind, profile)) for kind in kinds
     )

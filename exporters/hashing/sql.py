@@ -262,9 +262,7 @@ def _maid_duckdb(column: exp.Expression, profile: Profile) -> exp.Expression:
     Such a value has whitespace to trim exactly when it is longer than 36 bytes.
     """
     text = _text(column)
-    hex_digits = "[0-9A-Fa-f]"
-    shape = "-".join(f"{hex_digits}{{{n}}}" for n in (8, 4, 4, 4, 12))
-    valid = _full_match(text, rf"[\t-\r ]*{shape}[\t-\r ]*", "duckdb")
+    valid = _full_match(text, rf"[\t-\r ]*(?i:{UUID_PATTERN})[\t-\r ]*", "duckdb")
     bare = exp.EQ(this=_call("STRLEN", text.copy()), expression=exp.Literal.number(36))
     trimmed = exp.Case(ifs=[exp.If(this=bare, true=text.copy())], default=_trim_duckdb(text))
     lowered = exp.Nullif(this=_call("LOWER", trimmed), expression=_str(ZERO_MAID))
