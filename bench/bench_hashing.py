@@ -12,12 +12,16 @@ So the numbers are end to end, and the paths differ only in how identifiers are 
 * ``oursmp``  the same with ``processes=2`` (worker processes; meant for phones);
 * ``sql``     ``sql_hashed_expression`` inside DuckDB (all cores), rows streamed out with
               ``fetchmany``; phones (no exact SQL) hashed in Python with ``hash_row_chunks``;
-* ``blocks``  the export path of a run on DuckDB: DuckDB hashes and builds each member's CSV
-              line (``exporters.csv_lines.hashed_lines_select``), read as whole Arrow blocks
+* ``blocks``  DuckDB hashes and builds each member's CSV line
+              (``exporters.csv_lines.hashed_lines_select``), read as whole Arrow blocks
               (``exporters.line_blocks``), checked whole and written with
-              ``DropWriter.write_parts_blocks`` (workloads without phones only).
+              ``DropWriter.write_parts_blocks`` (workloads without phones only): what
+              ``exporters.hashed_lines.hashed_line_blocks`` does without the native encoder;
+* ``native``  ``hashed_line_blocks`` with it: DuckDB normalises, the native encoder
+              (``exporters.hashing.native``, OpenSSL SHA-256) hashes and joins the lines, and
+              ``write_parts_blocks`` writes them (no guard pass: see ``EncodedBlock``).
 
-``ours``, ``oursmp``, ``sql`` and ``blocks`` must write byte-identical parts (checked).
+``ours``, ``oursmp``, ``sql``, ``blocks`` and ``native`` must write byte-identical parts (checked).
 Each path runs in its own process, so its peak RSS (``VmHWM``) is its own; ``oursmp`` adds
 its workers' peak. CPU seconds include DuckDB's threads and the compressor threads, which
 matters when other jobs share the machine: members per CPU second is then the steadier
@@ -65,14 +69,20 @@ import structlog  # noqa: E402
 from isal import isal_zlib  # noqa: E402
 from sqlglot import exp  # noqa: E402
 
-from exporters.csv_lines import hashed_lines_select  # noqa: E402
 from exporters.drop_writer import DropWriter  # noqa: E402
-from exporters.hashing import HashStats, encoded_shape, hash_row_chunks, sql_hashed_expression  # noqa: E402
-from exporters.line_blocks import LineBlock, arrow_line_blocks  # noqa: E402
+from exporters.hashed_lines import hashed_line_blocks  # noqa: E402
+from exporters.hashing import (  # noqa: E402
+    HashStats,
+    encoded_shape,
+    hash_row_chunks,
+    native,
+    sql_hashed_expression,
+)
+from exporters.line_blocks import LineBlock  # noqa: E402
 from exporters.objectstore import FileStore  # noqa: E402
 
-PATHS = ("read", "plain", "sdk", "ours", "oursmp", "sql", "blocks")
-IDENTICAL = ("ours", "oursmp", "sql", "blocks")
+PATHS = ("read", "plain", "sdk", "ours", "oursmp", "sql", "blocks", "native")
+IDENTICAL = ("ours", "oursmp", "sql", "blocks", "native")
 WORKLOADS = ("email+maid", "email+phone")
 Row = tuple[str | None, ...]
 
@@ -192,12 +202,12 @@ def rows_sql(connection, kinds, fmt, chunk_rows, stats) -> Iterator[Row]:
     return itertools.chain.from_iterable(_hash_remaining(chunk, kinds, python_kinds, fmt) for chunk in chunks)
 
 
-def blocks_sql(connection, kinds, fmt) -> Iterator[LineBlock]:
-    """Blocks of CSV lines hashed and joined by DuckDB, read from Arrow without a row object."""
-    query = hashed_lines_select(exp.table_("members"), kinds, fmt, "duckdb")
-    if query is None:
-        raise SystemExit("blocks needs every identifier type to be SQL-capable (no phones)")
-    return arrow_line_blocks(connection.sql(query.sql("duckdb")))
+def line_blocks(connection, kinds, fmt, use_native: bool) -> Iterator[LineBlock]:
+    """Blocks of hashed CSV lines, read from Arrow without a row object (the two ways)."""
+    blocks = hashed_line_blocks(connection.sql, exp.table_("members"), kinds, fmt, "duckdb", use_native=use_native)
+    if blocks is None:
+        raise SystemExit("blocks/native need every identifier type to be SQL-capable (no phones)")
+    return blocks
 
 
 def _hash_remaining(rows: list[tuple], kinds: list[str], positions: list[int], fmt: str) -> list[Row]:
@@ -323,9 +333,10 @@ def run_worker(args: argparse.Namespace) -> dict:
         writer = DropWriter(
             FileStore(out / "drop"), "bench", args.worker, kinds, rows_per_part=args.rows_per_part, tmp_dir=out / "tmp"
         )
-        if args.worker == "blocks":
+        if args.worker in ("blocks", "native"):
             shapes = [encoded_shape(kind, args.format) for kind in kinds]
-            parts = writer.write_parts_blocks("members", blocks_sql(connection, kinds, args.format), shapes)
+            blocks = line_blocks(connection, kinds, args.format, use_native=args.worker == "native")
+            parts = writer.write_parts_blocks("members", blocks, shapes)
         else:
             source = SOURCES[args.worker](connection, kinds, args.format, args.chunk_rows, stats)
             parts = writer.write_parts("members", with_identifier(source))
@@ -521,7 +532,10 @@ def main() -> None:
         print(f"\ngenerating {size:,} members ... {generate(db, size):.1f} s")
         for workload in args.workloads.split(","):
             kinds = workload.replace("+", ",")
-            paths = [p for p in args.paths.split(",") if not (p == "blocks" and "phone" in kinds)]
+            paths = [p for p in args.paths.split(",") if not (p in ("blocks", "native") and "phone" in kinds)]
+            if "native" in paths and not native.AVAILABLE:
+                print("native encoder not built here: skipping the native path")
+                paths.remove("native")
             results = {path: best_of(path, db, size, kinds, args) for path in paths}
             report(size, workload, results)
         if not args.keep:

@@ -83,6 +83,11 @@ class BlockGuard:
         self._run = b"a" * next(iter(common)).length if len(common) == 1 else None
         self._to_runs = bytes(ord("a") if byte in self._alphabet else byte for byte in range(256))
 
+    def allows(self, shapes: Sequence[EncodedShape]) -> bool:
+        """Whether cells of ``shapes`` (one per column) are all this guard's columns accept."""
+        return len(shapes) == len(self._columns) and all(
+            shape in column.shapes for shape, column in zip(shapes, self._columns, strict=True))
+
     def check(self, block: LineBlock, before: int) -> None:
         """Return if ``block`` (rows ``before + 1`` on) is plain; raise ``RowRefused`` otherwise."""
         if not self._plain(block):

@@ -8,11 +8,12 @@ guard refuses anything else). Built with sqlglot, so it reads the same in every 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlglot import exp
 
 from exporters.hashing import sql_hashed_expression
+from exporters.hashing.sql import sql_normalized_expression
 
 
 def line_expression(cells: Sequence[exp.Expression], *, every_row: bool = False) -> exp.Expression:
@@ -58,12 +59,40 @@ def hashed_lines_select(
     """Lines of identifiers hashed by the warehouse: column ``kind`` of ``source`` holds the raw
     value of each identifier type; ``None`` when some type cannot be hashed in SQL exactly
     (phones, dialects without expressions) — then hash in Python instead."""
-    hashed: list[exp.Expression] = []
-    for position, kind in enumerate(kinds):
-        expression = sql_hashed_expression(kind, exp.column(kind), fmt, dialect)
-        if expression is None:
-            return None
-        hashed.append(exp.alias_(expression, f"h{position}"))
+    hashed = _per_kind(sql_hashed_expression, kinds, fmt, dialect, "h")
+    if hashed is None:
+        return None
     inner = exp.select(*hashed, *(exp.column(name) for name in order_by)).from_(source)
     cells = [f"h{position}" for position in range(len(kinds))]
     return lines_select(inner.subquery("hashed"), cells, order_by)
+
+
+def normalized_select(
+    source: exp.Expression, kinds: Sequence[str], fmt: str, dialect: str, *, order_by: Sequence[str] = ()
+) -> exp.Select | None:
+    """One column per identifier type: the normalised text ``fmt`` hashes (NULL when invalid),
+    or a plain MAID as sent, for the native encoder to hash and join
+    (``exporters.line_blocks.encoded_line_blocks``); ``None`` as for ``hashed_lines_select``."""
+    normalized = _per_kind(sql_normalized_expression, kinds, fmt, dialect, "n")
+    if normalized is None:
+        return None
+    select = exp.select(*normalized).from_(source)
+    return select.order_by(*(exp.column(name) for name in order_by)) if order_by else select
+
+
+def _per_kind(
+    expression_of: Callable[[str, exp.Expression, str, str], exp.Expression | None],
+    kinds: Sequence[str],
+    fmt: str,
+    dialect: str,
+    prefix: str,
+) -> list[exp.Expression] | None:
+    """``expression_of`` for column ``kind`` of each type, aliased ``<prefix><position>``; ``None``
+    as soon as one type has no exact SQL expression."""
+    items: list[exp.Expression] = []
+    for position, kind in enumerate(kinds):
+        expression = expression_of(kind, exp.column(kind), fmt, dialect)
+        if expression is None:
+            return None
+        items.append(exp.alias_(expression, f"{prefix}{position}"))
+    return items

@@ -3,7 +3,8 @@
 Every expression from ``sql_hashed_expression`` is run through a real DuckDB connection and
 a real PostgreSQL connection (127.0.0.1, database ``test``, a schema private to this module)
 on a fixed list of tricky inputs and on hypothesis-generated ones; the expected value of each
-row is what ``hash_identifier`` returns for the same input.
+row is what ``hash_identifier`` returns for the same input. The DuckDB values normalised by
+``sql_normalized_expression`` and hashed by the native encoder must agree too.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from exporters.hashing import (
     hash_identifier,
     sql_hashed_expression,
 )
+from exporters.hashing.native import cell_encoding
+from exporters.hashing.sql import sql_normalized_expression
+from exporters.line_blocks import encoded_line_blocks
 
 PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
 SCHEMA = f"test_hashing_sql_{os.getpid()}"
@@ -95,6 +99,14 @@ def sql_for(kind: str, fmt: str, dialect: str, table: str) -> str:
     return f"SELECT {expression.sql(dialect)} FROM {table} ORDER BY i"
 
 
+def native_values(duck: duckdb.DuckDBPyConnection, kind: str, fmt: str) -> list[str]:
+    """DuckDB normalises, the native encoder hashes: one line per value it keeps."""
+    expression = sql_normalized_expression(kind, exp.column("x"), fmt, "duckdb")
+    assert expression is not None
+    relation = duck.sql(f"SELECT {expression.sql('duckdb')} FROM vals ORDER BY i")
+    return b"".join(block.data for block in encoded_line_blocks(relation, [cell_encoding(kind, fmt)])).decode().split()
+
+
 @pytest.fixture(scope="module")
 def duck() -> Iterator[duckdb.DuckDBPyConnection]:
     connection = duckdb.connect()
@@ -130,6 +142,7 @@ def assert_same_everywhere(duck: duckdb.DuckDBPyConnection, pg: psycopg.Connecti
         in_duck = [r[0] for r in duck.execute(sql_for(kind, fmt, "duckdb", "vals")).fetchall()]
         in_pg = [r[0] for r in pg.execute(sql_for(kind, fmt, "postgres", f"{SCHEMA}.vals")).fetchall()]
         assert in_duck == expected, (kind, fmt, "duckdb")
+        assert native_values(duck, kind, fmt) == [value for value in expected if value is not None], (kind, fmt)
         assert in_pg == expected, (kind, fmt, "postgres")
 
 

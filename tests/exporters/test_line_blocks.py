@@ -17,10 +17,19 @@ import psycopg
 import pytest
 from sqlglot import exp
 
+from exporters.block_guard import RowRefused
 from exporters.csv_lines import hashed_lines_select, lines_select
 from exporters.drop_writer import DropWriter
+from exporters.hashed_lines import hashed_line_blocks
 from exporters.hashing import encoded_shape
-from exporters.line_blocks import LineBlock, LineSourceError, _block_of, _valid_count, arrow_line_blocks
+from exporters.line_blocks import (
+    EncodedBlock,
+    LineBlock,
+    LineSourceError,
+    _block_of,
+    _valid_count,
+    arrow_line_blocks,
+)
 from exporters.objectstore import FileStore
 
 PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
@@ -182,3 +191,35 @@ def test_a_warehouse_error_while_the_lines_stream_is_a_clear_redacted_error(tmp_
     message = str(caught.value)
     assert message.startswith("DuckDB query failed: Conversion Error: Could not convert string ")
     assert "[redacted-email]" in message and "secret" not in message
+
+
+@pytest.mark.parametrize("use_native", [True, False])
+def test_hashed_line_blocks_give_the_same_part_either_way(
+    duck: duckdb.DuckDBPyConnection, tmp_path: Path, use_native: bool
+) -> None:
+    kinds = ["email", "maid"]
+    blocks = hashed_line_blocks(duck.sql, exp.table_("members"), kinds, "sha256", "duckdb", order_by=["i"],
+                                use_native=use_native)
+    assert blocks is not None
+    writer = DropWriter(FileStore(tmp_path), "vip", "run-1", kinds)
+
+    (part,) = writer.write_parts_blocks("members", blocks, [encoded_shape(k, "sha256") for k in kinds])
+
+    assert gzip.decompress((tmp_path / part.key).read_bytes()).decode() == "email,maid\n" + "".join(EXPECTED_LINES)
+    assert hashed_line_blocks(duck.sql, exp.table_("members"), ["phone"], "sha256", "duckdb",
+                              use_native=use_native) is None
+
+
+def test_encoded_blocks_skip_the_guard_only_for_the_columns_own_shapes(
+    duck: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    # google sends MAIDs plain: encoded blocks of (hex, plain MAID) cells...
+    blocks = list(hashed_line_blocks(duck.sql, exp.table_("members"), ["email", "maid"], "google", "duckdb",
+                                     order_by=["i"], use_native=True) or ())
+    assert blocks and all(isinstance(block, EncodedBlock) for block in blocks)
+    writer = DropWriter(FileStore(tmp_path), "vip", "run-1", ["email", "maid"])
+    # ...written where the maid column carries hashes go through the guard, which refuses them
+    with pytest.raises(RowRefused, match=r"^row 1 column maid: value is not a hashed identifier$"):
+        writer.write_part_blocks("members", 0, blocks, [encoded_shape("email", "sha256")] * 2)
+    (part,) = writer.write_parts_blocks("members", blocks, [encoded_shape(k, "google") for k in ("email", "maid")])
+    assert part.rows == 3
