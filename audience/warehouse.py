@@ -227,7 +227,7 @@ class PostgresWarehouse:
     def line_blocks(self, sql: str) -> Iterator[LineBlock]:
         """The lines of a one-column line query joined into blocks (psycopg has no Arrow reader:
         the lines still arrive one by one, but are written as whole blocks)."""
-        for rows in self.stream(sql, 50_000):
+        for rows in self.stream(sql):
             lines = [line for (line,) in rows if line is not None]
             if lines:
                 yield LineBlock("".join(lines).encode("utf-8"), len(lines))

@@ -16,7 +16,8 @@ them did. A few passes over the block's bytes, each in C, prove the same things 
    column's cells are checked against that column's shapes (~25% slower).
 
 So a raw email cannot pass (``@`` is in no alphabet), nor a raw phone number or external id
-(too short), nor a UUID in a column that carries hashes, nor a quote, CR or stray comma. Only
+(too short), nor a UUID in a column that carries hashes, nor a quote, CR or stray comma. Blocks of the
+native encoder whose shapes are the columns' own skip these passes (see ``check``). Only
 when a block fails is it read line by line, to name the first bad row and column (never the
 value), in a ``RowRefused`` error.
 """
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from exporters.hashing.identifier import EncodedShape
-from exporters.line_blocks import LineBlock
+from exporters.line_blocks import EncodedBlock, LineBlock
 
 #: The shapes a column's values may have (usually one; several for removals, see sinks).
 ColumnShapes = Sequence[EncodedShape]
@@ -83,15 +84,20 @@ class BlockGuard:
         self._run = b"a" * next(iter(common)).length if len(common) == 1 else None
         self._to_runs = bytes(ord("a") if byte in self._alphabet else byte for byte in range(256))
 
-    def allows(self, shapes: Sequence[EncodedShape]) -> bool:
+    def check(self, block: LineBlock, before: int) -> None:
+        """Return if ``block`` (rows ``before + 1`` on) is plain; raise ``RowRefused`` otherwise.
+
+        A block of the native encoder (``EncodedBlock``) holds only cells of its own shapes by
+        construction: when those are the columns' own, there is nothing left to check."""
+        if isinstance(block, EncodedBlock) and self._allows(block.shapes):
+            return
+        if not self._plain(block):
+            self._raise_first_bad_line(block, before)
+
+    def _allows(self, shapes: Sequence[EncodedShape]) -> bool:
         """Whether cells of ``shapes`` (one per column) are all this guard's columns accept."""
         return len(shapes) == len(self._columns) and all(
             shape in column.shapes for shape, column in zip(shapes, self._columns, strict=True))
-
-    def check(self, block: LineBlock, before: int) -> None:
-        """Return if ``block`` (rows ``before + 1`` on) is plain; raise ``RowRefused`` otherwise."""
-        if not self._plain(block):
-            self._raise_first_bad_line(block, before)
 
     def _plain(self, block: LineBlock) -> bool:
         data, skeleton = block.data, self._skeleton

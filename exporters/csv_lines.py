@@ -43,12 +43,10 @@ def line_expression(cells: Sequence[exp.Expression], *, every_row: bool = False)
     return exp.Case(ifs=[exp.If(this=present, true=line)])
 
 
-def lines_select(
-    source: exp.Expression, columns: Sequence[str], order_by: Sequence[str] = (), *, every_row: bool = False
-) -> exp.Select:
-    """One line per row of ``source`` (a table or subquery with an alias) from ``columns``
-    (``every_row``: see ``line_expression``)."""
-    line = line_expression([exp.column(name) for name in columns], every_row=every_row)
+def lines_select(source: exp.Expression, columns: Sequence[str], order_by: Sequence[str] = ()) -> exp.Select:
+    """One line per row of ``source`` (a table or subquery with an alias) from ``columns``; a row
+    without any value gets no line."""
+    line = line_expression([exp.column(name) for name in columns])
     select = exp.select(exp.alias_(line, "line")).from_(source)
     return select.order_by(*(exp.column(name) for name in order_by)) if order_by else select
 

@@ -41,7 +41,7 @@ import structlog
 from exporters.block_guard import BlockGuard, ColumnShapes, RowRefused
 from exporters.gzip_blocks import ParallelGzipWriter
 from exporters.hashing.identifier import EncodedShape
-from exporters.line_blocks import EncodedBlock, LineBlock
+from exporters.line_blocks import LineBlock
 from exporters.objectstore.base import ExportStoreError, ObjectStore
 
 T = TypeVar("T")
@@ -327,14 +327,10 @@ class DropWriter:
             before += len(batch)
 
     def _checked_blocks(self, blocks: Iterable[LineBlock], guard: BlockGuard) -> _Encoded:
-        """Blocks of one part after the guard passed them (it raises for the first bad row).
-
-        Blocks of the native encoder (``EncodedBlock``) hold only cells of their own shapes by
-        construction; they skip the guard's passes when those shapes are the columns' own."""
+        """Blocks of one part after the guard passed them (it raises for the first bad row)."""
         before = 0
         for block in blocks:
-            if not (isinstance(block, EncodedBlock) and guard.allows(block.shapes)):
-                guard.check(block, before)
+            guard.check(block, before)
             yield block.data, block.rows
             before += block.rows
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporters.hashing.identifier import EncodedShape
-from exporters.hashing.native import SHAPES, CellEncoding, encode_lines
+from exporters.hashing.native import SHAPES, ArrowStringColumn, CellEncoding, encode_lines
 
 #: Arrow format strings of the string columns we can read: utf8 (int32 offsets) and
 #: large utf8 (int64 offsets). String views ("vu") keep no contiguous data buffer.
@@ -88,22 +88,11 @@ def arrow_line_blocks(source: Any) -> Iterator[LineBlock]:
     import nanoarrow  # only where blocks are read: ~45 ms to import
 
     stream = nanoarrow.c_array_stream(source)
-    _check_schema(stream.get_schema())
+    _check_string_columns(stream.get_schema(), 1, "a line query")
     for batch in _batches(stream):
         block = _block_of(batch.child(0), batch.offset, batch.length)
         if block.rows:
             yield block
-
-
-@dataclass(frozen=True, slots=True)
-class _ArrowColumn:
-    """The parts of one Arrow string column that ``encode_lines`` reads (rows of one batch)."""
-
-    wide: bool
-    validity: Any
-    offsets: Any
-    data: Any
-    offset: int
 
 
 def encoded_line_blocks(source: Any, encodings: Sequence[CellEncoding]) -> Iterator[EncodedBlock]:
@@ -114,7 +103,7 @@ def encoded_line_blocks(source: Any, encodings: Sequence[CellEncoding]) -> Itera
     import nanoarrow  # only where blocks are read: ~45 ms to import
 
     stream = nanoarrow.c_array_stream(source)
-    _check_columns(stream.get_schema(), len(encodings))
+    _check_string_columns(stream.get_schema(), len(encodings), "a query of normalised values")
     shapes = tuple(SHAPES[encoding] for encoding in encodings)
     before = 0
     for batch in _batches(stream):
@@ -140,10 +129,10 @@ def _batches(stream: Any) -> Iterator[Any]:
             raise LineStreamError(_STREAM_PREFIX.sub("", str(err), count=1)) from None
 
 
-def _arrow_column(column: Any, batch_offset: int) -> _ArrowColumn:
+def _arrow_column(column: Any, batch_offset: int) -> ArrowStringColumn:
     view = column.view()
     validity = view.buffer(0)
-    return _ArrowColumn(
+    return ArrowStringColumn(
         wide=column.schema.format == "U",
         validity=validity if len(validity) else None,
         offsets=view.buffer(1),
@@ -152,20 +141,14 @@ def _arrow_column(column: Any, batch_offset: int) -> _ArrowColumn:
     )
 
 
-def _check_columns(schema: Any, expected: int) -> None:
+def _check_string_columns(schema: Any, expected: int, query: str) -> None:
+    """``query`` (what the source should be, for the message) returns ``expected`` string columns."""
+    count, kind = ("one column", "a string column") if expected == 1 else (f"{expected} columns", "string columns")
     if schema.n_children != expected:
-        raise LineSourceError(f"expected {expected} columns of normalised values, not {schema.n_children}")
+        raise LineSourceError(f"{query} returns exactly {count}, not {schema.n_children}")
     for at in range(expected):
         if schema.child(at).format not in _STRING_FORMATS:
-            raise LineSourceError(f"column {at + 1} is Arrow type {schema.child(at).format!r}, not a string")
-
-
-def _check_schema(schema: Any) -> None:
-    if schema.n_children != 1:
-        raise LineSourceError(f"a line query returns exactly one column, not {schema.n_children}")
-    column_format = schema.child(0).format
-    if column_format not in _STRING_FORMATS:
-        raise LineSourceError(f"a line query returns a string column, not Arrow type {column_format!r}")
+            raise LineSourceError(f"{query} returns {kind}, not Arrow type {schema.child(at).format!r}")
 
 
 def _block_of(column: Any, batch_offset: int, rows: int) -> LineBlock:

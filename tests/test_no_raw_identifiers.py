@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import phonenumbers
 
 from tests.exporters.grpc_helpers import running_sandbox, target_of
 
@@ -31,20 +32,31 @@ def _identifiers(warehouse: Path) -> set[str]:
     """Every email, phone and device id in the warehouse, also lower-cased/trimmed and as digits."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        rows = con.execute("SELECT email, phone, device_id FROM fans").fetchall()
+        rows = con.execute("SELECT email, phone, device_id, country FROM fans").fetchall()
     finally:
         con.close()
     found: set[str] = set()
-    for email, phone, device in rows:
+    for email, phone, device, country in rows:
         if email and "@" in email:
             found.update({email.strip(), email.strip().lower()})
         if phone:
             digits = re.sub(r"\D", "", phone)
             if len(digits) >= 7:
-                found.update({phone.strip(), digits})
+                found.update({phone.strip(), digits, *_e164_forms(phone, country)})
         if device:
             found.update({device, device.lower()})
     return found
+
+
+def _e164_forms(phone: str, country: str | None) -> set[str]:
+    """The number in E.164, with and without ``+`` (what a hasher would have hashed), read with
+    ``phonenumbers`` directly: a national-format number leaks in this form, not as typed."""
+    try:
+        number = phonenumbers.parse(phone, country)
+    except phonenumbers.NumberParseException:
+        return set()
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return {e164, e164.lstrip("+")} if len(e164) > 7 else set()
 
 
 def test_exports_and_logs_hold_no_raw_identifiers(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import structlog
 
-from audience.config import ProjectConfig, load_config
+from audience.config import ProjectConfig
 from audience.project import Project, load_project
 from audience.runs.engine import LeaseLost, RunEngine, SyncBusy, find_sync
 from audience.runs.model import FAILED, RunRecord
@@ -25,10 +25,6 @@ def store_for(config: ProjectConfig) -> StateStore:
 
 def open_store(project: Project) -> StateStore:
     return store_for(project.config)
-
-
-def _state_store(project_dir: Path) -> StateStore:
-    return store_for(load_config(Path(project_dir)))
 
 
 def start_refresh(project_dir: Path, audience: str, destination: str | None, *, as_of: datetime | None,
@@ -75,16 +71,17 @@ def wait_for_background(timeout: float | None = None) -> None:
         thread.join(timeout)
 
 
-def get_run(project_dir: Path, run_id: str) -> RunRecord | None:
-    store = _state_store(project_dir)
+def get_run(config: ProjectConfig, run_id: str) -> RunRecord | None:
+    store = store_for(config)
     try:
         return store.get_run(run_id)
     finally:
         store.close()
 
 
-def list_runs(project_dir: Path, *, audience: str | None = None, limit: int = 50, offset: int = 0) -> list[RunRecord]:
-    store = _state_store(project_dir)
+def list_runs(config: ProjectConfig, *, audience: str | None = None, limit: int = 50,
+              offset: int = 0) -> list[RunRecord]:
+    store = store_for(config)
     try:
         return store.list_runs(audience=audience, limit=limit, offset=offset)
     finally:

@@ -29,7 +29,8 @@ from audience.runs.schedule import sync_due
 from audience.runs.sinks import ExportPlan, sink_for
 from audience.runs.store import StateStore, now, worker_id
 from audience.runs.testhook import pause_point
-from consent_filter.policy import NO_IDENTIFIER, NO_PERMISSION, PASSES, RULE_NAMES, SUPPRESSED, UNDER_AGE
+from audience.warehouse import Warehouse
+from consent_filter.policy import NO_IDENTIFIER, PASSES, RULE_NAMES
 from consent_filter.query import COUNTRY, HELD_OUT, STAGE, consent_query, identifier_alias
 from dsl import ast
 from dsl.compiler import PROFILE_ALIAS, CompileContext, col, predicate, table_ref
@@ -297,10 +298,9 @@ class RunEngine:
         full = previous == 0 or sync.mode == "replace"
         funnel = self._funnel(rid)
         changed = f"s.run_id = {rid} AND s.member_key IS NOT NULL AND {_current('s')} AND NOT ({_unchanged('s')})"
-        if preview:  # nothing is hashed: count the changed members instead
-            changes, invalid = int(wh.query(f"SELECT COUNT(*) FROM {stage} s WHERE {changed}")[0][0]), 0
-        else:
-            changes, invalid = self._hash_adds(sync, run, changed)
+        changes = int(wh.query(f"SELECT COUNT(*) FROM {stage} s WHERE {changed}")[0][0])
+        added = self._hash_adds(sync, run, changed) if changes and not preview else changes  # preview: nothing hashed
+        invalid = changes - added
         self._renew()
         if full and not preview:  # the whole list: unchanged members keep the hashes sent before
             wh.execute(f"INSERT INTO {t('plan_adds')} (run_id, member_key, fingerprint, id_type, hashed) "
@@ -310,7 +310,7 @@ class RunEngine:
                        f"WHERE {self._mine(run, 'x')}")
         self._plan_removes(run, sync.mode, deletions, withdraw=bool(sync.withdraw))
         wh.execute(f"DELETE FROM {stage} WHERE run_id = {rid}")  # scratch: the plan tables say it all now
-        return self._decide(sync, run, full=full, funnel=funnel, invalid=invalid, new=changes - invalid,
+        return self._decide(sync, run, full=full, funnel=funnel, invalid=invalid, new=added,
                             previous=previous, preview=preview)
 
     def _staying_unchanged(self, run: RunRecord, deletions: bool) -> str:
@@ -337,7 +337,7 @@ class RunEngine:
                              f"WHERE run_id = {rid} AND in_definition GROUP BY {STAGE}, {HELD_OUT}")
         return Funnel.from_rows((int(s), bool(h), int(n)) for s, h, n in rows).as_dict()
 
-    def _hash_adds(self, sync: Sync, run: RunRecord, changed: str) -> tuple[int, int]:
+    def _hash_adds(self, sync: Sync, run: RunRecord, changed: str) -> int:
         """Hash the identifiers of new/changed members (only those) into plan_adds.
 
         The raw identifiers come from the stage row of the same build, so the hashes always
@@ -345,16 +345,13 @@ class RunEngine:
         exactly (`sql_hashed_expression`) are hashed there by one `INSERT ... SELECT` on DuckDB
         (`HASHES_IN_WAREHOUSE`): no raw value leaves the warehouse and DuckDB hashes on every
         core; the rest (phones, and every type on other warehouses) is streamed through Python.
-        Returns how many members are added and how many of them had no valid identifier left,
-        both counted in SQL so that the two paths need not report to each other.
+        Returns how many of them are added (have a valid identifier left), counted in SQL so
+        that the two paths need not report to each other.
         """
         from exporters.hashing import check_kinds, sql_hashed_expression
 
-        wh, dest, stage, rid = self.wh, sync.destination, self._stage, snap.lit(run.run_id)
+        wh, dest, rid = self.wh, sync.destination, snap.lit(run.run_id)
         kinds = list(dest.identifiers)
-        changes = int(wh.query(f"SELECT COUNT(*) FROM {stage} s WHERE {changed}")[0][0])
-        if not changes:
-            return 0, 0
         check_kinds(dest.format, kinds)  # a type the format refuses fails the run before any hashing
         in_sql: dict[str, exp.Expression] = {}
         if wh.dialect in HASHES_IN_WAREHOUSE:
@@ -371,9 +368,8 @@ class RunEngine:
         # cleared them first; a full run adds the unchanged members' rows only after this), so the
         # members left without a row are the others. Counting distinct keys costs a fifth of an
         # anti-join with the stage (DuckDB, 1M members).
-        added = int(wh.query(f"SELECT COUNT(DISTINCT member_key) FROM {snap.table('plan_adds')} "
-                             f"WHERE run_id = {rid}")[0][0])
-        return changes, changes - added
+        return int(wh.query(f"SELECT COUNT(DISTINCT member_key) FROM {snap.table('plan_adds')} "
+                            f"WHERE run_id = {rid}")[0][0])
 
     def _hash_in_sql(self, run: RunRecord, changed: str, expressions: dict[str, exp.Expression]) -> str:
         """The `INSERT ... SELECT` hashing `expressions` (type -> hash of stage column `s.id_<type>`).
@@ -401,7 +397,7 @@ class RunEngine:
 
         present = " OR ".join(f"s.id_{kind} IS NOT NULL" for kind in kinds)
         sql = (f"SELECT s.member_key, s.fingerprint, s.country, {', '.join(f's.id_{kind}' for kind in kinds)} "
-               f"FROM {self._stage} s WHERE {changed} AND ({present}) ORDER BY s.member_key")
+               f"FROM {self._stage} s WHERE {changed} AND ({present})")
 
         def rows() -> Iterator[tuple[str, str, str, str, str]]:
             rid = run.run_id
@@ -426,8 +422,7 @@ class RunEngine:
         tuples that an additive run kept for members who stay.
         """
         t, stage, current, rid = snap.table, self._stage, _current("s"), snap.lit(run.run_id)
-        by_rule = "".join(f"WHEN s.{STAGE} = {rule} THEN '{RULE_NAMES[rule]}' "
-                          for rule in (SUPPRESSED, UNDER_AGE, NO_PERMISSION))
+        by_rule = "".join(f"WHEN s.{STAGE} = {rule} THEN '{RULE_NAMES[rule]}' " for rule in snap.FORCED_RULES)
         reason = (f"CASE {by_rule}"
                   f"WHEN NOT s.in_definition THEN '{'sensitive' if withdraw else 'left'}' "
                   f"WHEN s.{HELD_OUT} THEN 'held_out' "
@@ -573,14 +568,6 @@ class RunEngine:
                    f"AND NOT r.shared{only_forced} WHERE x.run_id = {rid}) AS rs")
         remove_rows = snap.pivot(removed, "1 = 1", kinds) if send_removes != "none" else None
 
-        def rows(pivot: str | None) -> Callable[[], Iterator[Sequence[str | None]]]:
-            """For gRPC batches: one tuple of hashed values per member."""
-            return lambda: (row[2:] for row in snap.iter_rows(wh, snap.ordered(pivot))) if pivot else iter(())
-
-        def blocks(pivot: str | None) -> Callable[[], Iterator[LineBlock]]:
-            """For file/S3 parts: the same rows as CSV lines built by the warehouse, in blocks."""
-            return lambda: wh.line_blocks(snap.lines(pivot, kinds, wh.dialect)) if pivot else iter(())
-
         manifest = {
             "audience": run.audience, "run_id": run.run_id, "destination": dest.name, "format": dest.format,
             "mode": decision["mode"], "as_of": run.as_of.isoformat(),
@@ -588,8 +575,8 @@ class RunEngine:
             "consent_funnel": {k[len("funnel_"):]: v for k, v in decision["counts"].items() if k.startswith("funnel_")},
             "description": sync.audience.description, "owner": sync.audience.owner,
         }
-        plan = ExportPlan(run.run_id, run.audience, decision["mode"], full, kinds, rows(add_rows), rows(remove_rows),
-                          blocks(add_rows), blocks(remove_rows), manifest)
+        plan = ExportPlan(run.run_id, run.audience, decision["mode"], full, kinds,
+                          _PivotList(wh, add_rows, kinds), _PivotList(wh, remove_rows, kinds), manifest)
         return sink_for(dest, self.project.config).send(plan, _Checkpoints(self, run))
 
     # ---- snapshot ---------------------------------------------------------------------------------
@@ -663,6 +650,25 @@ def _rename_alias(old: str, new: str) -> Callable[[exp.Expression], exp.Expressi
         return node
 
     return rename
+
+
+@dataclass(frozen=True)
+class _PivotList:
+    """A ``sinks.HashedList`` read from the run's plan (``snapshots.pivot``); no pivot: empty."""
+
+    wh: Warehouse
+    pivot: str | None
+    kinds: tuple[str, ...]
+
+    def rows(self) -> Iterator[Sequence[str | None]]:
+        """For gRPC batches: one tuple of hashed values per member."""
+        if self.pivot:
+            yield from (row[2:] for row in snap.iter_rows(self.wh, snap.ordered(self.pivot)))
+
+    def blocks(self) -> Iterator[LineBlock]:
+        """For file/S3 parts: the same rows as CSV lines built by the warehouse, in blocks."""
+        if self.pivot:
+            yield from self.wh.line_blocks(snap.lines(self.pivot, self.kinds, self.wh.dialect))
 
 
 class _Checkpoints:

@@ -7,7 +7,7 @@ Each sink resumes by itself: it reads the run's checkpoints and skips what was a
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,8 +18,14 @@ from exporters.block_guard import RowRefused
 from exporters.hashing.identifier import encoded_shape, sent_shapes
 from exporters.line_blocks import LineBlock
 
-Rows = Callable[[], Iterator[Sequence[str | None]]]
-Blocks = Callable[[], Iterator[LineBlock]]
+
+class HashedList(Protocol):
+    """A list of members' hashed values (one column per identifier type), read in the form a
+    sink needs: rows for gRPC batches, or CSV lines built by the warehouse for file/S3 parts
+    (``exporters.line_blocks``). Each call reads the list again, from the start."""
+
+    def rows(self) -> Iterator[Sequence[str | None]]: ...
+    def blocks(self) -> Iterator[LineBlock]: ...
 
 
 @dataclass
@@ -29,11 +35,8 @@ class ExportPlan:
     mode: str  # how the receiver applies this run: mirror | additive | replace (full only)
     full: bool  # members-* / a REPLACE upload: the whole list
     columns: tuple[str, ...]
-    adds: Rows  # hashed rows to add (the whole list when full), for gRPC batches
-    removes: Rows  # hashed rows to remove
-    # The same rows as CSV lines built by the warehouse, for file/S3 parts (exporters.line_blocks)
-    add_blocks: Blocks
-    remove_blocks: Blocks
+    adds: HashedList  # to add (the whole list when full)
+    removes: HashedList
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,11 +89,11 @@ class DropSink:
             # they may be tuples sent before the destination changed its format.
             add_shapes = [encoded_shape(kind, self.dest.format) for kind in plan.columns]
             remove_shapes = [sent_shapes(kind) for kind in plan.columns]
-            for kind, blocks, shapes in (("members" if plan.full else "adds", plan.add_blocks, add_shapes),
-                                         ("removes", plan.remove_blocks, remove_shapes)):
+            for kind, members, shapes in (("members" if plan.full else "adds", plan.adds, add_shapes),
+                                          ("removes", plan.removes, remove_shapes)):
                 # Parts stream into the writer (a part is up to a million rows: never held in a
                 # list); the blocks of a part skipped on resume are read past, not kept.
-                for index, part in block_parts(blocks(), self.dest.rows_per_file):
+                for index, part in block_parts(members.blocks(), self.dest.rows_per_file):
                     step = f"part:{kind}:{index}"
                     previous = done.get(step)
                     if previous and writer.existing_part(kind, index, expected_sha256=previous["sha256"]):  # type: ignore[arg-type]
@@ -144,8 +147,8 @@ class GrpcSink:
                 received = set(upload.received_sequence_numbers)
                 done = checkpoints.done()
                 seq = sent = 0
-                for kind, rows in (("adds", plan.adds), ("removes", plan.removes)):
-                    for batch in _chunks(rows(), self.dest.batch_size):
+                for kind, members in (("adds", plan.adds), ("removes", plan.removes)):
+                    for batch in _chunks(members.rows(), self.dest.batch_size):
                         seq += 1
                         sent += len(batch)
                         step = f"batch:{seq}"

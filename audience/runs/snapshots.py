@@ -47,6 +47,7 @@ from typing import Any
 from sqlglot import exp
 
 from audience.warehouse import Warehouse
+from consent_filter.policy import NO_PERMISSION, RULE_NAMES, SUPPRESSED, UNDER_AGE
 from dsl.compiler import PROFILE_ALIAS, col
 
 SCHEMA = "audience_state"
@@ -77,8 +78,10 @@ INDEXES = {
 }
 # Any constant: serializes concurrent CREATE ... IF NOT EXISTS, which PostgreSQL does not.
 _PG_DDL_LOCK = 7_201_115_001
+# The consent rules whose removals are sent in every mode, under their rule names (consent.md).
+FORCED_RULES = (SUPPRESSED, UNDER_AGE, NO_PERMISSION)
 # Why a member leaves, and whether the removal is sent in every mode (consent.md, dsl.md).
-FORCED_REASONS = ("deleted", "suppressed", "under_age", "no_permission", "held_out", "sensitive")
+FORCED_REASONS = ("deleted", *(RULE_NAMES[rule] for rule in FORCED_RULES), "held_out", "sensitive")
 
 
 def table(name: str) -> str:
@@ -198,12 +201,10 @@ def lines(pivot_sql: str, kinds: Sequence[str], dialect: str) -> str:
 
     Every row gets a line: one without any value (a tuple sent under an identifier type the
     destination no longer has) must fail the run, as the row path does, never vanish."""
-    import sqlglot
+    from exporters.csv_lines import line_expression
 
-    from exporters.csv_lines import lines_select
-
-    source = sqlglot.parse_one(pivot_sql, read=dialect).subquery("p")
-    return lines_select(source, kinds, ["member_key", "fingerprint"], every_row=True).sql(dialect=dialect)
+    line = line_expression([exp.column(kind) for kind in kinds], every_row=True).sql(dialect=dialect)
+    return ordered(f"SELECT {line} AS line FROM ({pivot_sql}) AS p")
 
 
 def iter_rows(wh: Warehouse, sql: str, batch: int = 50_000) -> Iterator[tuple[Any, ...]]:

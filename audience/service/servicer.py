@@ -30,7 +30,7 @@ import asyncio
 import bisect
 import functools
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,6 +40,8 @@ import grpc
 
 from audience.build import audience_sql
 from audience.config import DIALECTS, DestinationConfig
+from audience.consented import destination as destination_of
+from audience.errors import UserError
 from audience.project import Project
 from audience.runs import api as runs_api
 from audience.runs.model import RunRecord
@@ -227,7 +229,7 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
                                    "dialect")
         destination = request.destination or None
         if destination is not None:
-            _check_destination(config.destinations, destination, "destination")
+            _check_destination(snapshot.project, destination, "destination")
         requested = _requested_as_of(request)
         as_of = requested or _now_to_the_second()
 
@@ -302,7 +304,7 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
             raise failed_precondition("audience.toml has no [consent] section; nothing can be "
                                       "estimated or exported without it")
         for i, dest in enumerate(requested):
-            _check_destination(config.destinations, dest, f"destinations[{i}]")
+            _check_destination(project, dest, f"destinations[{i}]")
         chosen = list(requested) or [s.destination for s in project.audiences[name].syncs
                                      if s.destination in config.destinations]
         chosen = chosen or list(config.destinations)
@@ -326,8 +328,7 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
             self._compilable(project, name)
         threshold = threshold_of(None)
         if request.destination:
-            dest = _check_destination(project.config.destinations, request.destination,
-                                      "destination")
+            dest = _check_destination(project, request.destination, "destination")
             threshold = threshold_of(dest.min_size)
         as_of = _requested_as_of(request)
         key = ("overlap", tuple(names), as_of)
@@ -363,7 +364,7 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         project = self._compilable(snapshot.project, name)
         destination = request.destination or None
         if destination is not None:
-            _check_destination(project.config.destinations, destination, "destination")
+            _check_destination(project, destination, "destination")
         check_deadline(context)
         records = await self._blocking(self._start_refresh, project, name, destination,
                                        _requested_as_of(request), request.force)
@@ -374,13 +375,13 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         """Create the runs and start them in the background (blocking: writes run state)."""
         run_ids = runs_api.start_refresh(self.project_dir, name, destination, as_of=as_of,
                                          force=force, project=project)
-        return [self._record(name, run_id) for run_id in run_ids]
+        return [self._record(project, name, run_id) for run_id in run_ids]
 
     @_unary
     async def GetRun(self, request: rpc.GetRunRequest, context: Context) -> rpc.GetRunResponse:
         audience, run_id = parse_run_name(request.name)
         project = (await self._snapshot()).project
-        record = await self._blocking(self._record, audience, run_id)
+        record = await self._blocking(self._record, project, audience, run_id)
         return rpc.GetRunResponse(run=self._run(project, record))
 
     @_unary
@@ -392,7 +393,7 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         if not isinstance(offset, int) or offset < 0:
             raise invalid_argument("page_token is not a token of ListRuns", "page_token")
         project = (await self._snapshot()).project
-        records = await self._blocking(runs_api.list_runs, self.project_dir, audience=audience, limit=size + 1,
+        records = await self._blocking(runs_api.list_runs, project.config, audience=audience, limit=size + 1,
                                        offset=offset)
         more = len(records) > size
         return rpc.ListRunsResponse(
@@ -407,7 +408,7 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         project = (await self._snapshot()).project
         last: pb.Run | None = None
         while True:
-            current = self._run(project, await self._blocking(self._record, audience, run_id))
+            current = self._run(project, await self._blocking(self._record, project, audience, run_id))
             if current != last:
                 yield rpc.WatchRunResponse(run=current)
                 last = current
@@ -426,8 +427,8 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
             return False
         return True
 
-    def _record(self, audience: str, run_id: str) -> RunRecord:
-        record = runs_api.get_run(self.project_dir, run_id)
+    def _record(self, project: Project, audience: str, run_id: str) -> RunRecord:
+        record = runs_api.get_run(project.config, run_id)
         if record is None or record.audience != audience:
             raise not_found(f'no run "{run_id}" of audience "{audience}"')
         return record
@@ -438,16 +439,12 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         return convert.run(record, threshold_of(dest.min_size if dest else None))
 
 
-def _check_destination(declared: Mapping[str, DestinationConfig], name: str,
-                       field: str) -> DestinationConfig:
+def _check_destination(project: Project, name: str, field: str) -> DestinationConfig:
     """The declared destination *name*; INVALID_ARGUMENT on *field* when there is none."""
-    dest = declared.get(name)
-    if dest is None:
-        from dsl.diagnostics import did_you_mean
-
-        raise invalid_argument(f'unknown destination "{name}"' + did_you_mean(name, declared),
-                               field)
-    return dest
+    try:
+        return destination_of(project, name)
+    except UserError as err:
+        raise invalid_argument(str(err), field) from None
 
 
 __all__ = ["AudienceServicer", "ServiceError", "check_deadline"]

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
-from exporters.hashing.identifier import BASE64_SHAPE, HEX_SHAPE, PLAIN_MAID_SHAPE, EncodedShape
-from exporters.hashing.profiles import MAID, Encoding, MaidMode, get_profile
+from exporters.hashing.identifier import BASE64_SHAPE, HEX_SHAPE, PLAIN_MAID_SHAPE, EncodedShape, encoded_shape
 
 try:
     from exporters.hashing import _native
@@ -49,14 +49,16 @@ SHAPES: dict[CellEncoding, EncodedShape] = {
     CellEncoding.BASE64_DIGEST: BASE64_SHAPE,
     CellEncoding.PLAIN_MAID: PLAIN_MAID_SHAPE,
 }
+_BY_SHAPE = {shape: encoding for encoding, shape in SHAPES.items()}
 
 
 class NativeEncoderMissing(RuntimeError):
     """The extension was not built here; callers check ``AVAILABLE`` first."""
 
 
-class ArrowStringColumn(Protocol):
-    """What ``encode_lines`` reads of an Arrow string column (a nanoarrow array view's parts)."""
+@dataclass(frozen=True, slots=True)
+class ArrowStringColumn:
+    """The parts of an Arrow string column that ``encode_lines`` reads (a batch's rows)."""
 
     wide: bool  # int64 offsets (large_string) rather than int32
     validity: Any  # a buffer of the validity bitmap, or None when every value is valid
@@ -66,12 +68,9 @@ class ArrowStringColumn(Protocol):
 
 
 def cell_encoding(kind: str, fmt: str) -> CellEncoding:
-    """How ``fmt`` sends identifiers of ``kind`` once normalised (refused types raise)."""
-    profile = get_profile(fmt)
-    profile.require(kind)
-    if kind == MAID and profile.maid is MaidMode.PLAIN:
-        return CellEncoding.PLAIN_MAID
-    return CellEncoding.HEX_DIGEST if profile.encoding is Encoding.HEX else CellEncoding.BASE64_DIGEST
+    """How ``fmt`` sends identifiers of ``kind`` once normalised (refused types raise): the
+    encoding that writes the shape ``encoded_shape`` gives."""
+    return _BY_SHAPE[encoded_shape(kind, fmt)]
 
 
 def encode_lines(

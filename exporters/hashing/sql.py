@@ -57,7 +57,6 @@ from exporters.hashing.profiles import (
 SQL_DIALECTS: tuple[str, ...] = ("duckdb", "postgres")
 
 
-
 def sql_hashed_expression(kind: str, column: exp.Expression, fmt: str, dialect: str) -> exp.Expression | None:
     """An expression giving the same value (or NULL) as the Python path, or ``None``.
 
@@ -65,34 +64,34 @@ def sql_hashed_expression(kind: str, column: exp.Expression, fmt: str, dialect: 
     ``duckdb``/``postgres``. Raises ``HashingConfigError`` for an unknown format or an
     identifier type the format refuses (as the Python path does).
     """
-    profile = get_profile(fmt)
-    profile.require(kind)
-    if dialect not in SQL_DIALECTS or kind == PHONE:
-        return None
-    return _expression(kind, column, profile, dialect, lambda value: _digest(value, profile.encoding, dialect))
+    return _expression(kind, column, fmt, dialect, hashed=True)
 
 
 def sql_normalized_expression(kind: str, column: exp.Expression, fmt: str, dialect: str) -> exp.Expression | None:
     """``sql_hashed_expression`` without the digest: the normalized text (NULL when invalid) that
     the format hashes, or a plain MAID as sent. For a native hasher that hashes faster than the
     warehouse (``exporters.hashing.native``); ``None`` in the same cases."""
+    return _expression(kind, column, fmt, dialect, hashed=False)
+
+
+def _expression(kind: str, column: exp.Expression, fmt: str, dialect: str, *, hashed: bool) -> exp.Expression | None:
     profile = get_profile(fmt)
     profile.require(kind)
     if dialect not in SQL_DIALECTS or kind == PHONE:
         return None
-    return _expression(kind, column, profile, dialect, lambda value: value)
 
+    def encode(value: exp.Expression) -> exp.Expression:
+        return _digest(value, profile.encoding, dialect) if hashed else value
 
-#: Wraps a normalized text into what the expression returns (its digest, or itself).
-Encode = Callable[[exp.Expression], exp.Expression]
-
-
-def _expression(kind: str, column: exp.Expression, profile: Profile, dialect: str, encode: Encode) -> exp.Expression:
     if kind == EMAIL:
         return _email(column, profile, dialect, encode)
     if kind == MAID:
         return _maid(column, profile, dialect, encode)
     return _external_id(column, dialect, encode)
+
+
+#: Wraps a normalized text into what the expression returns (its digest, or itself).
+Encode = Callable[[exp.Expression], exp.Expression]
 
 
 def _str(value: str) -> exp.Literal:

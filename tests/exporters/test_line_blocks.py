@@ -7,7 +7,6 @@ hand (trimmed, lower-cased), not by the code under test.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from exporters.line_blocks import (
     arrow_line_blocks,
 )
 from exporters.objectstore import FileStore
+from tests.runs.helpers import sha256_hex
 
 PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
 SCHEMA = f"test_line_blocks_{os.getpid()}"
@@ -45,14 +45,10 @@ RAW = [
 ]
 
 
-def sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 EXPECTED_LINES = [
-    f"{sha('alice@example.com')},{sha('6ba7b810-9dad-11d1-80b4-00c04fd430c8')}\n",
-    f"{sha('bob@example.org')},\n",
-    f",{sha('6ba7b811-9dad-11d1-80b4-00c04fd430c8')}\n",
+    f"{sha256_hex('alice@example.com')},{sha256_hex('6ba7b810-9dad-11d1-80b4-00c04fd430c8')}\n",
+    f"{sha256_hex('bob@example.org')},\n",
+    f",{sha256_hex('6ba7b811-9dad-11d1-80b4-00c04fd430c8')}\n",
 ]
 
 

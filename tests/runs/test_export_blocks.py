@@ -8,7 +8,6 @@ sent before: they must go out (format change) or fail the run loudly with a clea
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 from pathlib import Path
 
@@ -17,15 +16,20 @@ import pytest
 from audience.project import load_project
 from audience.runs.api import open_store
 from audience.runs.engine import RunEngine, find_sync
-from tests.runs.helpers import CONSENT_CONFIG, as_of, change, fan, file_destination, grant, rename_project
+from tests.runs.helpers import (
+    CONSENT_CONFIG,
+    as_of,
+    change,
+    fan,
+    file_destination,
+    grant,
+    rename_project,
+    sha256_hex,
+)
 from tests.warehouse_fixture import ROWS, project_on
 
 AUDIENCE = "audience fans {\n  where: score >= 5\n  sync drop { mode: mirror }\n}\n"
 UUID = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
-
-
-def sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def refresh(root: Path, step: int) -> tuple[str, str | None, dict[str, int]]:
@@ -90,9 +94,10 @@ def test_a_format_change_removes_what_was_sent_under_the_old_format(tmp_path: Pa
         assert refresh(root, 1) == ("succeeded", None, {"adds_sent": 2, "removes_sent": 1})
 
         first, second = parts(root)
-        assert sorted(first["members"]) == sorted([f"{sha('a@example.com')},{UUID}", f"{sha('b@example.com')},"])
-        assert second["removes"] == [f"{sha('a@example.com')},{UUID}"]
-        assert sorted(second["adds"]) == sorted([f"{sha('a@example.com')},{sha(UUID)}", f"{sha('b@example.com')},"])
+        a, b = sha256_hex("a@example.com"), sha256_hex("b@example.com")
+        assert sorted(first["members"]) == sorted([f"{a},{UUID}", f"{b},"])
+        assert second["removes"] == [f"{a},{UUID}"]
+        assert sorted(second["adds"]) == sorted([f"{a},{sha256_hex(UUID)}", f"{b},"])
 
 
 def test_a_removal_left_without_a_value_fails_the_run_clearly(tmp_path: Path) -> None:

@@ -45,8 +45,6 @@ audience gb_fans {
 audience us_fans { where: country = "US" }
 '''
 
-EVERYONE = [101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, 112, 113, 114, 115, 116,
-            117, 119, 120, 121]
 GB_FANS = [101, 102, 103, 104, 108, 111, 114, 115, 116, 121]
 US_FANS = [107, 109, 110, 117, 119]
 TOKEN = "s3cret-planner-token"
