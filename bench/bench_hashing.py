@@ -17,8 +17,9 @@ So the numbers are end to end, and the paths differ only in how identifiers are 
               (``exporters.line_blocks``), checked whole and written with
               ``DropWriter.write_parts_blocks`` (workloads without phones only): what
               ``exporters.hashed_lines.hashed_line_blocks`` does without the native encoder;
-* ``native``  ``hashed_line_blocks`` with it: DuckDB normalises, the native encoder
-              (``exporters.hashing.native``, OpenSSL SHA-256) hashes and joins the lines, and
+* ``native``  ``hashed_line_blocks`` with it: DuckDB only reads the raw columns, the native
+              encoder (``exporters.hashing.native``) normalises, hashes (OpenSSL SHA-256),
+              counts and joins the lines, and
               ``write_parts_blocks`` writes them (no guard pass: see ``EncodedBlock``).
 
 ``ours``, ``oursmp``, ``sql``, ``blocks`` and ``native`` must write byte-identical parts (checked).
@@ -202,9 +203,13 @@ def rows_sql(connection, kinds, fmt, chunk_rows, stats) -> Iterator[Row]:
     return itertools.chain.from_iterable(_hash_remaining(chunk, kinds, python_kinds, fmt) for chunk in chunks)
 
 
-def line_blocks(connection, kinds, fmt, use_native: bool) -> Iterator[LineBlock]:
-    """Blocks of hashed CSV lines, read from Arrow without a row object (the two ways)."""
-    blocks = hashed_line_blocks(connection.sql, exp.table_("members"), kinds, fmt, "duckdb", use_native=use_native)
+def line_blocks(connection, kinds, fmt, use_native: bool, stats: HashStats) -> Iterator[LineBlock]:
+    """Blocks of hashed CSV lines, read from Arrow without a row object (the two ways; only the
+    native one counts)."""
+    blocks = hashed_line_blocks(
+        connection.sql, exp.table_("members"), kinds, fmt, "duckdb", use_native=use_native,
+        stats=stats if use_native else None,
+    )
     if blocks is None:
         raise SystemExit("blocks/native need every identifier type to be SQL-capable (no phones)")
     return blocks
@@ -335,7 +340,7 @@ def run_worker(args: argparse.Namespace) -> dict:
         )
         if args.worker in ("blocks", "native"):
             shapes = [encoded_shape(kind, args.format) for kind in kinds]
-            blocks = line_blocks(connection, kinds, args.format, use_native=args.worker == "native")
+            blocks = line_blocks(connection, kinds, args.format, args.worker == "native", stats)
             parts = writer.write_parts_blocks("members", blocks, shapes)
         else:
             source = SOURCES[args.worker](connection, kinds, args.format, args.chunk_rows, stats)
@@ -351,7 +356,7 @@ def run_worker(args: argparse.Namespace) -> dict:
         "peak_rss_mib": (peak_rss_kib() + 2 * children_kib) / 1024,
         "parts_sha256": [part.sha256 for part in parts],
         "bytes": sum(part.bytes for part in parts),
-        "stats": stats.as_dict() if args.worker in ("ours", "oursmp") else {},
+        "stats": stats.as_dict() if args.worker in ("ours", "oursmp", "native") else {},
     }
 
 
@@ -485,10 +490,12 @@ def report(size: int, workload: str, results: dict[str, dict]) -> None:
         print(f"{'/'.join(compared)} parts: {'identical' if len(digests) == 1 else 'DIFFERENT (bug!)'}")
     elif compared:
         print(f"{compared[0]} parts: not compared (no other path that must match them ran)")
-    for path in IDENTICAL:
-        if results.get(path, {}).get("stats"):
-            print(f"drop counts ({path}): {json.dumps(results[path]['stats'])}")
-            break
+    counted = {path: json.dumps(results[path]["stats"]) for path in IDENTICAL if results.get(path, {}).get("stats")}
+    if len(set(counted.values())) == 1:
+        print(f"drop counts ({'/'.join(counted)}): {next(iter(counted.values()))}")
+    else:
+        for path, counts in counted.items():
+            print(f"drop counts ({path}, DIFFERENT: bug!): {counts}")
 
 
 def report_writer(result: dict) -> None:

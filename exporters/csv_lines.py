@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from sqlglot import exp
 
 from exporters.hashing import sql_hashed_expression
-from exporters.hashing.sql import sql_normalized_expression
 
 
 def line_expression(cells: Sequence[exp.Expression], *, every_row: bool = False) -> exp.Expression:
@@ -65,16 +64,13 @@ def hashed_lines_select(
     return lines_select(inner.subquery("hashed"), cells, order_by)
 
 
-def normalized_select(
-    source: exp.Expression, kinds: Sequence[str], fmt: str, dialect: str, *, order_by: Sequence[str] = ()
-) -> exp.Select | None:
-    """One column per identifier type: the normalised text ``fmt`` hashes (NULL when invalid),
-    or a plain MAID as sent, for the native encoder to hash and join
-    (``exporters.line_blocks.encoded_line_blocks``); ``None`` as for ``hashed_lines_select``."""
-    normalized = _per_kind(sql_normalized_expression, kinds, fmt, dialect, "n")
-    if normalized is None:
-        return None
-    select = exp.select(*normalized).from_(source)
+def raw_text_select(source: exp.Expression, kinds: Sequence[str], *, order_by: Sequence[str] = ()) -> exp.Select:
+    """One text column per identifier type: column ``kind`` of ``source`` as it is stored, for the
+    native encoder to normalise, hash and join (``exporters.line_blocks.encoded_line_blocks``).
+    Cast to text the way the Python path reads other types (decimal ints, hyphenated UUIDs)."""
+    text = exp.DataType.Type.TEXT
+    columns = [exp.alias_(exp.cast(exp.column(kind), text), f"r{at}") for at, kind in enumerate(kinds)]
+    select = exp.select(*columns).from_(source)
     return select.order_by(*(exp.column(name) for name in order_by)) if order_by else select
 
 

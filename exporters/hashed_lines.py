@@ -1,10 +1,10 @@
 """Hashed CSV lines of raw identifiers, the fastest exact way the installation offers.
 
-Two ways give the same bytes (tests compare them): the warehouse normalises and the native
-encoder (``exporters.hashing.native``, OpenSSL SHA-256) hashes and joins the lines, or, where
-the encoder was not built, the warehouse does all of it (``csv_lines.hashed_lines_select``).
-Measured on 1M members with email + MAID (``bench/bench_hashing.py``), the native way costs
-about 60% of the CPU (550k against 331k members per CPU-second), and its blocks need no
+Two ways give the same bytes (tests compare them): the native encoder
+(``exporters.hashing.native``) reads the raw columns as Arrow and normalises, hashes (OpenSSL
+SHA-256) and joins them itself, or, where the encoder was not built, the warehouse does all of
+it (``csv_lines.hashed_lines_select``). Measured on 1M members with email + MAID
+(``bench/bench_hashing.py``), the native way costs under half the CPU, and its blocks need no
 guard pass before they are written.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlglot import exp
 
-from exporters.csv_lines import hashed_lines_select, normalized_select
-from exporters.hashing import native
+from exporters.csv_lines import hashed_lines_select, raw_text_select
+from exporters.hashing import HashStats, check_kinds, native
 from exporters.line_blocks import LineBlock, arrow_line_blocks, encoded_line_blocks
 
 #: Runs a query and returns its result as an Arrow C stream source (``__arrow_c_stream__``),
@@ -33,17 +33,23 @@ def hashed_line_blocks(
     *,
     order_by: Sequence[str] = (),
     use_native: bool | None = None,
+    stats: HashStats | None = None,
 ) -> Iterator[LineBlock] | None:
     """Blocks of ``fmt``-hashed lines for the raw identifier columns ``kinds`` of ``source``.
 
-    ``use_native`` defaults to whether the encoder was built. ``None`` when some type cannot
-    be normalised in SQL exactly (phones; dialects without expressions): hash in Python then.
+    ``use_native`` defaults to whether the encoder was built; only the native way can count,
+    so ``stats`` (missing, dropped, hashed per type) is filled there and refused otherwise.
+    ``None`` when some type cannot be normalised exactly on the chosen way (phones always;
+    dialects without SQL expressions in the warehouse): hash in Python then.
     """
+    check_kinds(fmt, kinds)
     if native.AVAILABLE if use_native is None else use_native:
-        select = normalized_select(source, kinds, fmt, dialect, order_by=order_by)
-        if select is None:
+        if any(kind not in native.RULES for kind in kinds):
             return None
-        encodings = [native.cell_encoding(kind, fmt) for kind in kinds]
-        return encoded_line_blocks(query(select.sql(dialect)), encodings)
+        cells = [native.cell_rule(kind, fmt) for kind in kinds]
+        select = raw_text_select(source, kinds, order_by=order_by)
+        return encoded_line_blocks(query(select.sql(dialect)), cells, stats)
+    if stats is not None:
+        raise ValueError("only the native encoder counts missing and dropped identifiers")
     select = hashed_lines_select(source, kinds, fmt, dialect, order_by=order_by)
     return None if select is None else arrow_line_blocks(query(select.sql(dialect)))

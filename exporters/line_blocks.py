@@ -19,8 +19,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from exporters.hashing.batch import HashStats
 from exporters.hashing.identifier import EncodedShape
-from exporters.hashing.native import SHAPES, ArrowStringColumn, CellEncoding, encode_lines
+from exporters.hashing.native import ArrowStringColumn, CellRule, EncodedLines, encode_lines
 
 #: Arrow format strings of the string columns we can read: utf8 (int32 offsets) and
 #: large utf8 (int64 offsets). String views ("vu") keep no contiguous data buffer.
@@ -95,26 +96,37 @@ def arrow_line_blocks(source: Any) -> Iterator[LineBlock]:
             yield block
 
 
-def encoded_line_blocks(source: Any, encodings: Sequence[CellEncoding]) -> Iterator[EncodedBlock]:
-    """One ``EncodedBlock`` per Arrow batch of ``source``: its string columns hold normalised
-    values (``sql_normalized_expression``), hashed and encoded by the native encoder
-    (``exporters.hashing.native``) one column per ``encodings`` entry. Rows without a value give
-    no line. Raises ``NativeEncoderMissing`` where the encoder was not built."""
+def encoded_line_blocks(
+    source: Any, cells: Sequence[CellRule], stats: HashStats | None = None
+) -> Iterator[EncodedBlock]:
+    """One ``EncodedBlock`` per Arrow batch of ``source``: its string columns hold raw
+    identifiers, normalised, hashed and encoded by the native encoder
+    (``exporters.hashing.native``) one column per ``cells`` entry. Rows without a valid value
+    give no line. ``stats`` (its ``kinds`` in column order) gets the counts of every batch read.
+    Raises ``NativeEncoderMissing`` where the encoder was not built."""
     import nanoarrow  # only where blocks are read: ~45 ms to import
 
+    if stats is not None and len(stats.kinds) != len(cells):
+        raise ValueError("stats count one identifier type per cell rule")
     stream = nanoarrow.c_array_stream(source)
-    _check_string_columns(stream.get_schema(), len(encodings), "a query of normalised values")
-    shapes = tuple(SHAPES[encoding] for encoding in encodings)
-    before = 0
+    _check_string_columns(stream.get_schema(), len(cells), "a query of raw identifiers")
+    shapes = tuple(cell.shape for cell in cells)
     for batch in _batches(stream):
         columns = [_arrow_column(batch.child(at), batch.offset) for at in range(batch.n_children)]
-        try:
-            data, lines = encode_lines(batch.length, columns, encodings)
-        except ValueError as err:
-            raise LineStreamError(f"rows {before + 1}-{before + batch.length}: {err}") from None
-        before += batch.length
-        if lines:
-            yield EncodedBlock(data, lines, shapes, _ENCODER)
+        encoded = encode_lines(batch.length, columns, cells)
+        if stats is not None:
+            _count(stats, batch.length, encoded)
+        if encoded.lines:
+            yield EncodedBlock(encoded.data, encoded.lines, shapes, _ENCODER)
+
+
+def _count(stats: HashStats, rows: int, encoded: EncodedLines) -> None:
+    stats.rows += rows
+    stats.no_identifier += rows - encoded.lines
+    for kind, missing, dropped in zip(stats.kinds, encoded.missing, encoded.dropped, strict=True):
+        stats.missing[kind] += missing
+        stats.dropped[kind] += dropped
+        stats.hashed[kind] += rows - missing - dropped
 
 
 def _batches(stream: Any) -> Iterator[Any]:

@@ -1,21 +1,23 @@
-"""The native line encoder: SHA-256 (OpenSSL) of normalised values straight into CSV lines.
+"""The native line encoder: raw identifiers to normalised text, SHA-256 (OpenSSL) and CSV lines.
 
-Why: on the export hot path the warehouse normalises identifiers cheaply, but hashing is the
-most expensive step left — DuckDB's ``sha256`` costs ~0.4 µs per value, Python's ``hashlib``
-~0.75 µs with its per-call overhead, OpenSSL with SHA-NI ~0.05 µs. ``_native.c`` hashes a
-whole Arrow batch of normalised values and writes the encoded digests as CSV lines without
-one Python object per value, with the GIL released.
+Why: on the export hot path, normalising identifiers in the warehouse (string functions and
+regexes) cost twice what hashing did, and hashing costs DuckDB ~0.4 µs a value and Python's
+``hashlib`` ~0.75 µs with its per-call overhead; OpenSSL with SHA-NI takes ~0.05 µs and the
+byte rules a few ns. ``_native.c`` takes a whole Arrow batch of raw values, normalises each by
+the rules of ``normalize.py`` (emails, MAIDs, external ids; phones need libphonenumber), hashes
+it and writes the encoded digests as CSV lines, counting what is missing and what is dropped,
+without one Python object per value and with the GIL released.
 
-The extension is optional (``pyproject.toml``): built by ``pip install`` where a C compiler and
-OpenSSL's headers exist; elsewhere ``AVAILABLE`` is false and callers hash inside the warehouse
-(``sql_hashed_expression``), which gives the same bytes. The normalised values come from
-``sql_normalized_expression`` — the same expressions without the digest — so normalisation
-has one definition per dialect either way.
+``normalize.py`` stays the definition of the rules; its two restrictions (ASCII whitespace,
+A-Z lowercasing) make them byte rules on UTF-8 that C reproduces exactly, and tests compare the
+two on any text. The extension is optional (``pyproject.toml``): built by ``pip install`` where
+a C compiler and OpenSSL's headers exist; elsewhere ``AVAILABLE`` is false and callers hash
+inside the warehouse (``sql_hashed_expression``), which gives the same bytes.
 
 What it writes cannot hold a raw identifier: each cell is a digest encoding (64 hex or 44
-base64 characters) or, for formats that send MAIDs unhashed, a value checked to be 36
-characters of ``[0-9a-f-]``; anything else is refused. That is why its blocks
-(``EncodedBlock``) skip the writer's block guard.
+base64 characters) or, for formats that send MAIDs unhashed, a normalised MAID (a lowercase
+UUID, the only plain output the encoder allows). That is why its blocks (``EncodedBlock``)
+skip the writer's block guard.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporters.hashing.identifier import BASE64_SHAPE, HEX_SHAPE, PLAIN_MAID_SHAPE, EncodedShape, encoded_shape
+from exporters.hashing.profiles import EMAIL, EXTERNAL_ID, MAID, get_profile
 
 try:
     from exporters.hashing import _native
@@ -37,12 +40,23 @@ AVAILABLE: bool = _native is not None
 
 
 class CellEncoding(enum.IntEnum):
-    """What the encoder writes for a value (the numbers are ``_native.c``'s)."""
+    """What the encoder writes for a normalised value (the numbers are ``_native.c``'s)."""
 
     HEX_DIGEST = 0
     BASE64_DIGEST = 1
     PLAIN_MAID = 2
 
+
+class Rule(enum.IntEnum):
+    """Which of ``normalize.py``'s rules the encoder applies (the numbers are ``_native.c``'s)."""
+
+    EMAIL = 0
+    MAID = 1
+    EXTERNAL_ID = 2
+
+
+#: The identifier types the encoder normalises: all but phones.
+RULES: dict[str, Rule] = {EMAIL: Rule.EMAIL, MAID: Rule.MAID, EXTERNAL_ID: Rule.EXTERNAL_ID}
 
 SHAPES: dict[CellEncoding, EncodedShape] = {
     CellEncoding.HEX_DIGEST: HEX_SHAPE,
@@ -51,9 +65,37 @@ SHAPES: dict[CellEncoding, EncodedShape] = {
 }
 _BY_SHAPE = {shape: encoding for encoding, shape in SHAPES.items()}
 
+#: ``_native.c``'s flags of the email rule.
+_DROP_INNER_WHITESPACE = 1
+_DROP_PLUS_TAG = 2
+
 
 class NativeEncoderMissing(RuntimeError):
     """The extension was not built here; callers check ``AVAILABLE`` first."""
+
+
+@dataclass(frozen=True, slots=True)
+class CellRule:
+    """How one column's raw values become cells: a normalisation rule with the format's email
+    options, then an encoding. Made by ``cell_rule`` from the format's profile."""
+
+    rule: Rule
+    encoding: CellEncoding
+    gmail_domains: tuple[str, ...] = ()
+    drop_inner_whitespace: bool = False
+    drop_plus_tag: bool = False
+
+    @property
+    def shape(self) -> EncodedShape:
+        """The shape of every cell the rule writes."""
+        return SHAPES[self.encoding]
+
+    def spec(self) -> tuple[int, int, int, tuple[bytes, ...]]:
+        """The rule's part of ``_native.encode_lines``'s column tuple."""
+        flags = (_DROP_INNER_WHITESPACE if self.drop_inner_whitespace else 0) | (
+            _DROP_PLUS_TAG if self.drop_plus_tag else 0
+        )
+        return int(self.encoding), int(self.rule), flags, tuple(domain.encode() for domain in self.gmail_domains)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,27 +109,48 @@ class ArrowStringColumn:
     offset: int  # of the first row, in values
 
 
-def cell_encoding(kind: str, fmt: str) -> CellEncoding:
-    """How ``fmt`` sends identifiers of ``kind`` once normalised (refused types raise): the
-    encoding that writes the shape ``encoded_shape`` gives."""
-    return _BY_SHAPE[encoded_shape(kind, fmt)]
+@dataclass(frozen=True, slots=True)
+class EncodedLines:
+    """What ``encode_lines`` made of a batch: the lines, and per column how many values were
+    missing (null or empty) and how many were dropped (invalid once normalised)."""
+
+    data: bytes
+    lines: int
+    missing: tuple[int, ...]
+    dropped: tuple[int, ...]
 
 
-def encode_lines(
-    rows: int, columns: Sequence[ArrowStringColumn], encodings: Sequence[CellEncoding], *, every_row: bool = False
-) -> tuple[bytes, int]:
-    """CSV lines (and how many) for ``rows`` rows of normalised values, one cell per column.
+def cell_rule(kind: str, fmt: str) -> CellRule:
+    """How ``fmt`` normalises and sends identifiers of ``kind``. Raises ``HashingConfigError``
+    where the format refuses the type, ``ValueError`` for phones (normalised in Python)."""
+    encoding = _BY_SHAPE[encoded_shape(kind, fmt)]
+    if kind not in RULES:
+        raise ValueError(f"the native encoder does not normalise {kind!r} identifiers")
+    if kind != EMAIL:
+        return CellRule(RULES[kind], encoding)
+    profile = get_profile(fmt)
+    return CellRule(
+        Rule.EMAIL,
+        encoding,
+        gmail_domains=tuple(sorted(profile.gmail_domains)),
+        drop_inner_whitespace=profile.email_drop_inner_whitespace,
+        drop_plus_tag=profile.gmail_drop_plus_tag,
+    )
 
-    Nulls are empty cells; a row without any value is skipped, or with ``every_row`` refused
-    (``ValueError`` naming the row, as for a malformed column or a value that is not a plain
-    MAID in a plain column — never the value itself).
+
+def encode_lines(rows: int, columns: Sequence[ArrowStringColumn], cells: Sequence[CellRule]) -> EncodedLines:
+    """CSV lines (and counts) for ``rows`` rows of raw values, one cell per column.
+
+    Missing and invalid values are empty cells; a row without any valid value gets no line. A
+    malformed column raises ``ValueError`` (naming the column, never a value).
     """
     if _native is None:
         raise NativeEncoderMissing("the native encoder was not built in this installation")
-    if len(columns) != len(encodings):
-        raise ValueError("one encoding per column")
+    if len(columns) != len(cells):
+        raise ValueError("one cell rule per column")
     specs = [
-        (int(encoding), column.wide, column.validity, column.offsets, column.data, column.offset)
-        for column, encoding in zip(columns, encodings, strict=True)
+        (*cell.spec(), column.wide, column.validity, column.offsets, column.data, column.offset)
+        for column, cell in zip(columns, cells, strict=True)
     ]
-    return _native.encode_lines(rows, specs, every_row)
+    data, lines, counts = _native.encode_lines(rows, specs)
+    return EncodedLines(data, lines, tuple(pair[0] for pair in counts), tuple(pair[1] for pair in counts))

@@ -64,24 +64,13 @@ def sql_hashed_expression(kind: str, column: exp.Expression, fmt: str, dialect: 
     ``duckdb``/``postgres``. Raises ``HashingConfigError`` for an unknown format or an
     identifier type the format refuses (as the Python path does).
     """
-    return _expression(kind, column, fmt, dialect, hashed=True)
-
-
-def sql_normalized_expression(kind: str, column: exp.Expression, fmt: str, dialect: str) -> exp.Expression | None:
-    """``sql_hashed_expression`` without the digest: the normalized text (NULL when invalid) that
-    the format hashes, or a plain MAID as sent. For a native hasher that hashes faster than the
-    warehouse (``exporters.hashing.native``); ``None`` in the same cases."""
-    return _expression(kind, column, fmt, dialect, hashed=False)
-
-
-def _expression(kind: str, column: exp.Expression, fmt: str, dialect: str, *, hashed: bool) -> exp.Expression | None:
     profile = get_profile(fmt)
     profile.require(kind)
     if dialect not in SQL_DIALECTS or kind == PHONE:
         return None
 
     def encode(value: exp.Expression) -> exp.Expression:
-        return _digest(value, profile.encoding, dialect) if hashed else value
+        return _digest(value, profile.encoding, dialect)
 
     if kind == EMAIL:
         return _email(column, profile, dialect, encode)
@@ -90,7 +79,7 @@ def _expression(kind: str, column: exp.Expression, fmt: str, dialect: str, *, ha
     return _external_id(column, dialect, encode)
 
 
-#: Wraps a normalized text into what the expression returns (its digest, or itself).
+#: Wraps a normalized text into its digest, encoded as the format sends it.
 Encode = Callable[[exp.Expression], exp.Expression]
 
 

@@ -20,7 +20,7 @@ from exporters.block_guard import RowRefused
 from exporters.csv_lines import hashed_lines_select, lines_select
 from exporters.drop_writer import DropWriter
 from exporters.hashed_lines import hashed_line_blocks
-from exporters.hashing import encoded_shape
+from exporters.hashing import HashStats, encoded_shape
 from exporters.line_blocks import (
     EncodedBlock,
     LineBlock,
@@ -219,3 +219,33 @@ def test_encoded_blocks_skip_the_guard_only_for_the_columns_own_shapes(
         writer.write_part_blocks("members", 0, blocks, [encoded_shape("email", "sha256")] * 2)
     (part,) = writer.write_parts_blocks("members", blocks, [encoded_shape(k, "google") for k in ("email", "maid")])
     assert part.rows == 3
+
+
+def test_the_native_way_counts_what_it_hashes_drops_and_misses(duck: duckdb.DuckDBPyConnection) -> None:
+    stats = HashStats(kinds=("email", "maid"))
+    blocks = hashed_line_blocks(duck.sql, exp.table_("members"), ["email", "maid"], "sha256", "duckdb",
+                                order_by=["i"], use_native=True, stats=stats)
+    assert b"".join(block.data for block in blocks or ()).decode() == "".join(EXPECTED_LINES)
+    # RAW: emails 1, 4 valid, 3 invalid, 2 and 5 missing; MAIDs 1, 5 valid, 4 zero, 2 and 3 missing
+    assert stats.as_dict() == {
+        "rows": 5,
+        "no_identifier": 2,
+        "hashed": {"email": 2, "maid": 2},
+        "missing": {"email": 2, "maid": 2},
+        "dropped": {"email": 1, "maid": 1},
+    }
+    with pytest.raises(ValueError, match=r"^only the native encoder counts missing and dropped identifiers$"):
+        hashed_line_blocks(duck.sql, exp.table_("members"), ["email"], "sha256", "duckdb", use_native=False,
+                           stats=HashStats(kinds=("email",)))
+
+
+def test_the_native_way_reads_typed_columns_as_the_python_path_does() -> None:
+    connection = duckdb.connect()
+    connection.execute("CREATE TABLE typed (i INTEGER, maid UUID, external_id BIGINT)")
+    connection.execute("INSERT INTO typed VALUES (1, '6BA7B810-9DAD-11D1-80B4-00C04FD430C8', -42), (2, NULL, NULL)")
+    blocks = hashed_line_blocks(connection.sql, exp.table_("typed"), ["maid", "external_id"], "meta", "duckdb",
+                                order_by=["i"], use_native=True)
+    assert b"".join(block.data for block in blocks or ()).decode() == (
+        f"6ba7b810-9dad-11d1-80b4-00c04fd430c8,{sha256_hex('-42')}\n"
+    )
+    connection.close()
