@@ -14,8 +14,11 @@ pyarrow table, ...) can be read; ``nanoarrow`` does the reading, so no pyarrow i
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +30,10 @@ from exporters.hashing.native import ArrowStringColumn, CellRule, EncodedLines, 
 #: large utf8 (int64 offsets). String views ("vu") keep no contiguous data buffer.
 _STRING_FORMATS = frozenset({"u", "U"})
 
+
+#: Threads (and batches in flight) of the native encoder: it releases the GIL, and a third
+#: thread on two cores only adds memory.
+ENCODE_THREADS = max(1, min(2, os.cpu_count() or 1))
 
 #: nanoarrow's prefix on the producer's own message ("ArrowArrayStream::get_next() failed (5): ").
 _STREAM_PREFIX = re.compile(r"^ArrowArrayStream::get_next\(\) failed \(\d+\): ")
@@ -111,13 +118,32 @@ def encoded_line_blocks(
     stream = nanoarrow.c_array_stream(source)
     _check_string_columns(stream.get_schema(), len(cells), "a query of raw identifiers")
     shapes = tuple(cell.shape for cell in cells)
-    for batch in _batches(stream):
-        columns = [_arrow_column(batch.child(at), batch.offset) for at in range(batch.n_children)]
-        encoded = encode_lines(batch.length, columns, cells)
+    for rows, encoded in _encoded_ahead(_batches(stream), cells):
         if stats is not None:
-            _count(stats, batch.length, encoded)
+            _count(stats, rows, encoded)
         if encoded.lines:
             yield EncodedBlock(encoded.data, encoded.lines, shapes, _ENCODER)
+
+
+def _encoded_ahead(batches: Iterator[Any], cells: Sequence[CellRule]) -> Iterator[tuple[int, EncodedLines]]:
+    """``(rows, encode_lines(...))`` of each batch, in order, encoded by ``ENCODE_THREADS``
+    threads up to ``ENCODE_THREADS`` batches ahead of the consumer.
+
+    Why: the encoder releases the GIL, so while the writer deflates one block the next ones are
+    being encoded on the other core (measured on 1M members: 0.56 s to 0.46 s for a part).
+    A pending batch is kept alive with its future: the encoder reads its buffers.
+    """
+    pending: deque[tuple[Any, Future[EncodedLines]]] = deque()
+    with ThreadPoolExecutor(max_workers=ENCODE_THREADS, thread_name_prefix="encode-lines") as pool:
+        for batch in batches:
+            columns = [_arrow_column(batch.child(at), batch.offset) for at in range(batch.n_children)]
+            pending.append((batch, pool.submit(encode_lines, batch.length, columns, cells)))
+            if len(pending) > ENCODE_THREADS:
+                done, future = pending.popleft()
+                yield done.length, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done.length, future.result()
 
 
 def _count(stats: HashStats, rows: int, encoded: EncodedLines) -> None:

@@ -249,3 +249,26 @@ def test_the_native_way_reads_typed_columns_as_the_python_path_does() -> None:
         f"6ba7b810-9dad-11d1-80b4-00c04fd430c8,{sha256_hex('-42')}\n"
     )
     connection.close()
+
+
+def test_many_batches_encoded_ahead_come_out_in_order_and_all_counted() -> None:
+    # 300,000 rows: DuckDB hands them over in several Arrow batches, encoded on two threads
+    connection = duckdb.connect()
+    connection.execute(
+        "CREATE TABLE many AS SELECT i, CASE WHEN i % 7 = 0 THEN 'bad' ELSE 'User' || i || '@Example.com' END AS email "
+        "FROM range(300000) t(i)"
+    )
+    stats = HashStats(kinds=("email",))
+    table = exp.table_("many")
+    native_blocks = list(hashed_line_blocks(connection.sql, table, ["email"], "sha256", "duckdb", order_by=["i"],
+                                            use_native=True, stats=stats) or ())
+    sql_blocks = hashed_line_blocks(connection.sql, table, ["email"], "sha256", "duckdb", order_by=["i"],
+                                    use_native=False)
+    assert len(native_blocks) > 2
+    text = b"".join(block.data for block in native_blocks)
+    assert text == b"".join(block.data for block in sql_blocks or ())
+    first, second = (sha256_hex(f"user{i}@example.com").encode() for i in (1, 2))
+    assert text.split(b"\n", 2)[:2] == [first, second]
+    invalid = len(range(0, 300000, 7))
+    assert (stats.rows, stats.dropped["email"], stats.hashed["email"]) == (300000, invalid, 300000 - invalid)
+    connection.close()
