@@ -78,9 +78,13 @@ def _source_mark(wh: Warehouse, consent_table: Table, as_of: datetime) -> tuple[
 
 
 def _recorded_mark(wh: Warehouse, consent_table: Table) -> tuple[int, str] | None:
-    if not wh.table_columns(MARKS):
+    """The mark the condensed table was built from; None before the first build.
+
+    Asked directly: a catalog lookup first cost more (~13 ms) than the question itself."""
+    try:
+        found = wh.query(f"SELECT row_count, newest FROM {MARKS} WHERE source = {_lit(consent_table.name)}")
+    except WarehouseError:  # no marks table yet: never built
         return None
-    found = wh.query(f"SELECT row_count, newest FROM {MARKS} WHERE source = {_lit(consent_table.name)}")
     return (int(found[0][0]), found[0][1] or "") if found else None
 
 

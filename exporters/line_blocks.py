@@ -31,8 +31,8 @@ from exporters.hashing.native import ArrowStringColumn, CellRule, EncodedLines, 
 _STRING_FORMATS = frozenset({"u", "U"})
 
 
-#: Threads (and batches in flight) of the native encoder: it releases the GIL, and a third
-#: thread on two cores only adds memory.
+#: Threads of the native encoder (it releases the GIL; a third thread on two cores only adds
+#: memory). Up to one batch more than this is held: those being encoded and the one handed on.
 ENCODE_THREADS = max(1, min(2, os.cpu_count() or 1))
 
 #: nanoarrow's prefix on the producer's own message ("ArrowArrayStream::get_next() failed (5): ").
@@ -109,7 +109,8 @@ def encoded_line_blocks(
     """One ``EncodedBlock`` per Arrow batch of ``source``: its string columns hold raw
     identifiers, normalised, hashed and encoded by the native encoder
     (``exporters.hashing.native``) one column per ``cells`` entry. Rows without a valid value
-    give no line. ``stats`` (its ``kinds`` in column order) gets the counts of every batch read.
+    give no line. ``stats`` gets the counts of every batch read, by position: its ``kinds``
+    must name the columns in order (``hashed_line_blocks`` checks that).
     Raises ``NativeEncoderMissing`` where the encoder was not built."""
     import nanoarrow  # only where blocks are read: ~45 ms to import
 

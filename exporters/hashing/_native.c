@@ -203,8 +203,9 @@ static int check_column(Column *c, Py_ssize_t rows, Py_ssize_t index) {
         PyErr_Format(PyExc_ValueError, "column %zd: only MAIDs are sent unhashed", index);
         return -1;
     }
-    if (c->offset < 0 || c->offsets.len / width < c->offset + rows + 1 ||
-        (c->has_validity && c->validity.len * 8 < c->offset + rows)) {
+    /* by subtraction: offset and rows are not negative, and no sum may overflow */
+    if (c->offset < 0 || c->offsets.len / width - 1 < rows || c->offsets.len / width - 1 - rows < c->offset ||
+        (c->has_validity && (c->validity.len > PY_SSIZE_T_MAX / 8 ? 0 : c->validity.len * 8 - rows < c->offset))) {
         PyErr_Format(PyExc_ValueError, "column %zd: buffers are shorter than %zd values", index, rows);
         return -1;
     }
@@ -231,8 +232,8 @@ static void release_columns(Column *columns, Py_ssize_t count) {
     }
 }
 
-/* The gmail-like domains: a tuple of at most MAX_DOMAINS bytes, borrowed from the spec (which
- * the caller's argument tuple keeps alive for the whole call). */
+/* The gmail-like domains: a tuple of at most MAX_DOMAINS bytes, borrowed from the spec, which
+ * encode_lines' own tuple of the specs keeps alive for the whole call. */
 static int parse_domains(PyObject *domains, Column *c) {
     if (!PyTuple_Check(domains) || PyTuple_GET_SIZE(domains) > MAX_DOMAINS) {
         PyErr_Format(PyExc_ValueError, "gmail domains are a tuple of at most %d bytes", MAX_DOMAINS);
@@ -264,6 +265,13 @@ static int parse_column(PyObject *spec, Column *c) {
     if (validity != Py_None) {
         if (PyObject_GetBuffer(validity, &c->validity, PyBUF_SIMPLE) < 0) goto fail;
         c->has_validity = 1;
+    }
+    /* The offsets are checked once, then read without the GIL: a buffer someone could still
+     * change (a bytearray) would make the check worthless. Arrow's buffers are read-only. */
+    if (!c->offsets.readonly || !c->data.readonly || (c->has_validity && !c->validity.readonly)) {
+        PyErr_SetString(PyExc_ValueError, "column buffers must be read-only");
+        if (c->has_validity) PyBuffer_Release(&c->validity);
+        goto fail;
     }
     return 0;
 fail:
@@ -333,9 +341,11 @@ static PyObject *encode_lines(PyObject *self, PyObject *args) {
     PyObject *specs;
     if (!PyArg_ParseTuple(args, "nO", &rows, &specs)) return NULL;
     if (rows < 0) return PyErr_Format(PyExc_ValueError, "rows must not be negative");
-    PyObject *sequence = PySequence_Fast(specs, "columns must be a sequence");
+    /* A tuple of our own (not the caller's list, which another thread could empty while the
+     * GIL is released): it holds the specs, and they the buffers' owners and the domains. */
+    PyObject *sequence = PySequence_Tuple(specs);
     if (sequence == NULL) return NULL;
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(sequence), parsed = 0;
+    Py_ssize_t count = PyTuple_GET_SIZE(sequence), parsed = 0;
     Column *columns = PyMem_Calloc(count ? count : 1, sizeof(Column));
     PyObject *text = NULL, *counts = NULL, *result = NULL;
     unsigned char *scratch = NULL;
@@ -350,7 +360,7 @@ static PyObject *encode_lines(PyObject *self, PyObject *args) {
     Py_ssize_t bound = rows, longest = UUID_LENGTH; /* one newline per row; a MAID's text */
     while (parsed < count) {
         Column *column = &columns[parsed];
-        if (parse_column(PySequence_Fast_GET_ITEM(sequence, parsed), column) < 0) goto done;
+        if (parse_column(PyTuple_GET_ITEM(sequence, parsed), column) < 0) goto done;
         parsed++; /* its buffers are held from here on */
         if (check_column(column, rows, parsed - 1) < 0) goto done;
         bound += rows * (cell_width(column->encoding) + (parsed > 1 ? 1 : 0)); /* the cell and its comma */

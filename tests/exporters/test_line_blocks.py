@@ -204,6 +204,8 @@ def test_hashed_line_blocks_give_the_same_part_either_way(
     assert gzip.decompress((tmp_path / part.key).read_bytes()).decode() == "email,maid\n" + "".join(EXPECTED_LINES)
     assert hashed_line_blocks(duck.sql, exp.table_("members"), ["phone"], "sha256", "duckdb",
                               use_native=use_native) is None
+    assert hashed_line_blocks(duck.sql, exp.table_("members"), kinds, "sha256", "snowflake",
+                              use_native=use_native) is None
 
 
 def test_encoded_blocks_skip_the_guard_only_for_the_columns_own_shapes(
@@ -234,6 +236,9 @@ def test_the_native_way_counts_what_it_hashes_drops_and_misses(duck: duckdb.Duck
         "missing": {"email": 2, "maid": 2},
         "dropped": {"email": 1, "maid": 1},
     }
+    with pytest.raises(ValueError, match=r"^stats count \['maid', 'email'\], not \['email', 'maid'\]$"):
+        hashed_line_blocks(duck.sql, exp.table_("members"), ["email", "maid"], "sha256", "duckdb", use_native=True,
+                           stats=HashStats(kinds=("maid", "email")))
     with pytest.raises(ValueError, match=r"^only the native encoder counts missing and dropped identifiers$"):
         hashed_line_blocks(duck.sql, exp.table_("members"), ["email"], "sha256", "duckdb", use_native=False,
                            stats=HashStats(kinds=("email",)))

@@ -17,7 +17,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporters.hashing import FORMATS, HashingConfigError, HashStats, get_profile, hash_identifier, native
+from exporters.hashing import (
+    FORMATS,
+    HashingConfigError,
+    HashStats,
+    get_profile,
+    hash_identifier,
+    hash_rows,
+    native,
+)
 from exporters.hashing.identifier import BASE64_SHAPE, HEX_SHAPE, PLAIN_MAID_SHAPE
 from exporters.hashing.native import ArrowStringColumn, CellEncoding, CellRule, EncodedLines, Rule, cell_rule
 from exporters.line_blocks import (
@@ -193,6 +201,11 @@ def test_the_encoder_agrees_with_the_python_path_on_any_text(values: list[str | 
             hashed = hash_identifier(kind, value, fmt)
             expected.append("" if hashed is None else hashed.value)
         assert cells_of(values, kind, fmt) == expected, (kind, fmt)
+        # and the counts, as the Python path's HashStats takes them
+        stats = HashStats(kinds=(kind,))
+        list(hash_rows(fmt, [kind], [(value, None) for value in values], stats))
+        encoded = encode([values], [cell_rule(kind, fmt)])
+        assert (encoded.missing[0], encoded.dropped[0]) == (stats.missing[kind], stats.dropped[kind]), (kind, fmt)
 
 
 # --- lines and refusals -------------------------------------------------------------------------
@@ -240,6 +253,15 @@ def test_malformed_buffers_and_specs_are_refused_not_read() -> None:
         native.encode_lines(2, [good], [CellRule(Rule.EMAIL, 7)])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown rule 9"):
         native.encode_lines(2, [good], [CellRule(9, HEX)])  # type: ignore[arg-type]
+    for huge in (2**63 - 1, 2**62):  # sums that would overflow must not pass the bounds check
+        with pytest.raises(ValueError, match="shorter than"):
+            native.encode_lines(1, [ArrowStringColumn(False, None, good.offsets, good.data, huge)], [AS_IS_HEX])
+        with pytest.raises(ValueError, match="shorter than"):
+            native.encode_lines(huge, [good], [AS_IS_HEX])
+    # checked once, read without the GIL: a buffer that could change meanwhile is refused
+    writable = ArrowStringColumn(False, None, bytearray(bytes(good.offsets)), good.data, 0)
+    with pytest.raises(ValueError, match=r"^column buffers must be read-only$"):
+        native.encode_lines(2, [writable], [AS_IS_HEX])
     too_many_domains = CellRule(Rule.EMAIL, HEX, gmail_domains=("a.b",) * 5)
     with pytest.raises(ValueError, match="gmail domains are a tuple of at most 4 bytes"):
         native.encode_lines(2, [good], [too_many_domains])
