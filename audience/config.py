@@ -512,8 +512,9 @@ def _destination(rep: ConfigReporter, path: str, name: str, s: dict[str, Any]) -
     for ident in s.get("identifiers", []):
         if ident not in IDENTIFIER_TYPES:
             rep.error(f"{path}.identifiers", f'unknown identifier type "{ident}"; use {", ".join(IDENTIFIER_TYPES)}')
-    if s.get("format") == "uid2" and "maid" in s.get("identifiers", []):
-        rep.error(f"{path}.identifiers", "the uid2 format does not accept maid identifiers")
+    for refused in ("maid", "external_id"):  # UID2 maps emails and phone numbers only
+        if s.get("format") == "uid2" and refused in s.get("identifiers", []):
+            rep.error(f"{path}.identifiers", f"the uid2 format does not accept {refused} identifiers")
     if "token_env" in s and "token" in s:
         rep.error(f"{path}.token", "secrets are never written in the file; use token_env")
     if not all(k in s for k in ("type", "format", "identifiers", "purposes")) or kind not in DESTINATION_TYPES:
@@ -521,6 +522,11 @@ def _destination(rep: ConfigReporter, path: str, name: str, s: dict[str, Any]) -
     max_change = float(s.get("max_change", 0.5))
     if not 0 < max_change <= 1:
         rep.error(f"{path}.max_change", "must be a fraction above 0 and at most 1 (0.5 = 50%)")
+    for key, what in (("batch_size", "identifiers per gRPC batch"), ("rows_per_file", "rows per file part")):
+        if key in s and int(s[key]) < 1:
+            rep.error(f"{path}.{key}", f"must be at least 1 ({what})")
+    if "deadline_seconds" in s and not float(s["deadline_seconds"]) > 0:
+        rep.error(f"{path}.deadline_seconds", "must be a number of seconds above 0")
     uri = s.get("uri")
     return DestinationConfig(
         name=name,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from exporters.objectstore.base import (
@@ -14,7 +14,9 @@ from exporters.objectstore.base import (
     ObjectStore,
 )
 from exporters.objectstore.file_store import FileStore
-from exporters.objectstore.s3_store import S3Store
+
+if TYPE_CHECKING:
+    from exporters.objectstore.s3_store import S3Store
 
 __all__ = [
     "SHA256_METADATA",
@@ -26,6 +28,15 @@ __all__ = [
     "S3Store",
     "open_store",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``S3Store`` on first use: it imports boto3 (~90 ms), which file destinations never need."""
+    if name == "S3Store":
+        from exporters.objectstore.s3_store import S3Store
+
+        return S3Store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_store(
@@ -48,6 +59,8 @@ def open_store(
     if parts.scheme == "s3":
         if not parts.netloc:
             raise ValueError(f"destination URI {uri!r} names no bucket")
+        from exporters.objectstore.s3_store import S3Store
+
         return S3Store(
             parts.netloc,
             unquote(parts.path),
