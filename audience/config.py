@@ -499,6 +499,17 @@ def _destinations(rep: ConfigReporter, data: Any) -> dict[str, DestinationConfig
     return out
 
 
+def _refused_identifiers(rep: ConfigReporter, path: str, fmt: object, identifiers: list[Any]) -> None:
+    """Identifier types the format cannot carry (the hashing profiles say which, e.g. uid2 maps
+    emails and phone numbers only)."""
+    from exporters.hashing.profiles import PROFILES  # only here: exporters cost start-up time
+
+    profile = PROFILES.get(fmt) if isinstance(fmt, str) else None
+    for ident in identifiers:
+        if profile is not None and ident in IDENTIFIER_TYPES and not profile.accepts(ident):
+            rep.error(f"{path}.identifiers", f"the {fmt} format does not accept {ident} identifiers")
+
+
 def _destination(rep: ConfigReporter, path: str, name: str, s: dict[str, Any]) -> DestinationConfig | None:
     kind = s.get("type")
     if kind in ("s3", "file") and "uri" not in s:
@@ -512,9 +523,7 @@ def _destination(rep: ConfigReporter, path: str, name: str, s: dict[str, Any]) -
     for ident in s.get("identifiers", []):
         if ident not in IDENTIFIER_TYPES:
             rep.error(f"{path}.identifiers", f'unknown identifier type "{ident}"; use {", ".join(IDENTIFIER_TYPES)}')
-    for refused in ("maid", "external_id"):  # UID2 maps emails and phone numbers only
-        if s.get("format") == "uid2" and refused in s.get("identifiers", []):
-            rep.error(f"{path}.identifiers", f"the uid2 format does not accept {refused} identifiers")
+    _refused_identifiers(rep, path, s.get("format"), s.get("identifiers", []))
     if "token_env" in s and "token" in s:
         rep.error(f"{path}.token", "secrets are never written in the file; use token_env")
     if not all(k in s for k in ("type", "format", "identifiers", "purposes")) or kind not in DESTINATION_TYPES:

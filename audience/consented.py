@@ -92,7 +92,7 @@ def funnels(project: Project, audience: str, destinations: list[str], as_of: dat
     identifiers and what the format accepts) share one query — the SQL text is the key."""
     by_sql: dict[str, Funnel] = {}
     result = {}
-    current = usable_current(project.warehouse, project.consent_table, as_of)  # one freshness check for all
+    current = _current_decisions(project, as_of, project.warehouse.dialect)  # one freshness check for all
     for name in destinations:
         ca = consented(project, audience, name, as_of)
         sql = funnel_query(ca.query_reading(current)).sql(dialect=ca.dialect)

@@ -13,12 +13,14 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from audience.errors import OperationalError
-from exporters.line_blocks import LineBlock
+
+if TYPE_CHECKING:  # only where blocks are read: exporters' modules cost start-up time
+    from exporters.line_blocks import LineBlock
 
 log = structlog.get_logger()
 
@@ -227,6 +229,8 @@ class PostgresWarehouse:
     def line_blocks(self, sql: str) -> Iterator[LineBlock]:
         """The lines of a one-column line query joined into blocks (psycopg has no Arrow reader:
         the lines still arrive one by one, but are written as whole blocks)."""
+        from exporters.line_blocks import LineBlock
+
         for rows in self.stream(sql):
             lines = [line for (line,) in rows if line is not None]
             if lines:

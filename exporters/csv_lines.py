@@ -8,7 +8,7 @@ guard refuses anything else). Built with sqlglot, so it reads the same in every 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from sqlglot import exp
 
@@ -46,8 +46,7 @@ def lines_select(source: exp.Expression, columns: Sequence[str], order_by: Seque
     """One line per row of ``source`` (a table or subquery with an alias) from ``columns``; a row
     without any value gets no line."""
     line = line_expression([exp.column(name) for name in columns])
-    select = exp.select(exp.alias_(line, "line")).from_(source)
-    return select.order_by(*(exp.column(name) for name in order_by)) if order_by else select
+    return _ordered(exp.select(exp.alias_(line, "line")).from_(source), order_by)
 
 
 def hashed_lines_select(
@@ -56,9 +55,12 @@ def hashed_lines_select(
     """Lines of identifiers hashed by the warehouse: column ``kind`` of ``source`` holds the raw
     value of each identifier type; ``None`` when some type cannot be hashed in SQL exactly
     (phones, dialects without expressions) — then hash in Python instead."""
-    hashed = _per_kind(sql_hashed_expression, kinds, fmt, dialect, "h")
-    if hashed is None:
-        return None
+    hashed: list[exp.Expression] = []
+    for position, kind in enumerate(kinds):
+        expression = sql_hashed_expression(kind, exp.column(kind), fmt, dialect)
+        if expression is None:
+            return None
+        hashed.append(exp.alias_(expression, f"h{position}"))
     inner = exp.select(*hashed, *(exp.column(name) for name in order_by)).from_(source)
     cells = [f"h{position}" for position in range(len(kinds))]
     return lines_select(inner.subquery("hashed"), cells, order_by)
@@ -70,23 +72,8 @@ def raw_text_select(source: exp.Expression, kinds: Sequence[str], *, order_by: S
     Cast to text the way the Python path reads other types (decimal ints, hyphenated UUIDs)."""
     text = exp.DataType.Type.TEXT
     columns = [exp.alias_(exp.cast(exp.column(kind), text), f"r{at}") for at, kind in enumerate(kinds)]
-    select = exp.select(*columns).from_(source)
+    return _ordered(exp.select(*columns).from_(source), order_by)
+
+
+def _ordered(select: exp.Select, order_by: Sequence[str]) -> exp.Select:
     return select.order_by(*(exp.column(name) for name in order_by)) if order_by else select
-
-
-def _per_kind(
-    expression_of: Callable[[str, exp.Expression, str, str], exp.Expression | None],
-    kinds: Sequence[str],
-    fmt: str,
-    dialect: str,
-    prefix: str,
-) -> list[exp.Expression] | None:
-    """``expression_of`` for column ``kind`` of each type, aliased ``<prefix><position>``; ``None``
-    as soon as one type has no exact SQL expression."""
-    items: list[exp.Expression] = []
-    for position, kind in enumerate(kinds):
-        expression = expression_of(kind, exp.column(kind), fmt, dialect)
-        if expression is None:
-            return None
-        items.append(exp.alias_(expression, f"{prefix}{position}"))
-    return items

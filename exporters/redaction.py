@@ -21,6 +21,7 @@ our own hashed identifiers are not raw data), and numbers that are not strings (
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Mapping, MutableMapping
@@ -134,6 +135,14 @@ def configure_logging(json: bool, level: str = "INFO") -> None:
         cache_logger_on_first_use=False,
     )
     _configure_stdlib(threshold, renderer)
+
+
+def configure_logging_from_env(default_level: str = "WARNING") -> None:
+    """``configure_logging`` as the environment asks: JSON when ``AUDIENCE_LOG_FORMAT=json``
+    (production), console otherwise; level ``AUDIENCE_LOG_LEVEL``. For every entry point (the
+    ``audience`` command, the standalone sandbox), so none logs without redaction."""
+    configure_logging(json=os.environ.get("AUDIENCE_LOG_FORMAT", "console") == "json",
+                      level=os.environ.get("AUDIENCE_LOG_LEVEL", default_level))
 
 
 class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

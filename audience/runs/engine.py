@@ -10,10 +10,10 @@ numbers. The snapshot of what the destination holds is updated only after the ex
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlglot import exp
@@ -34,7 +34,9 @@ from consent_filter.policy import NO_IDENTIFIER, PASSES, RULE_NAMES
 from consent_filter.query import COUNTRY, HELD_OUT, STAGE, consent_query, identifier_alias
 from dsl import ast
 from dsl.compiler import PROFILE_ALIAS, CompileContext, col, predicate, table_ref
-from exporters.line_blocks import LineBlock
+
+if TYPE_CHECKING:
+    from exporters.line_blocks import LineBlock
 
 log = structlog.get_logger()
 # Renewed at every step and batch. A dead worker on this host is taken over at once (its pid is
@@ -384,20 +386,19 @@ class RunEngine:
         dialect, rid = self.wh.dialect, snap.lit(run.run_id)
         types = exp.Unnest(expressions=[exp.Array(expressions=[exp.Literal.string(k) for k in expressions])])
         hashes = exp.Unnest(expressions=[exp.Array(expressions=list(expressions.values()))])
-        present = " OR ".join(f"s.id_{kind} IS NOT NULL" for kind in expressions)
         return (f"INSERT INTO {snap.table('plan_adds')} (run_id, member_key, fingerprint, id_type, hashed) "
                 f"SELECT {rid}, h.member_key, h.fingerprint, h.id_type, h.hashed "
                 f"FROM (SELECT s.member_key, s.fingerprint, {types.sql(dialect=dialect)} AS id_type, "
-                f"{hashes.sql(dialect=dialect)} AS hashed FROM {self._stage} s WHERE {changed} AND ({present})) AS h "
+                f"{hashes.sql(dialect=dialect)} AS hashed FROM {self._stage} s "
+                f"WHERE {changed} AND ({_holding_any(expressions)})) AS h "
                 "WHERE h.hashed IS NOT NULL")
 
     def _hash_in_python(self, run: RunRecord, changed: str, kinds: Sequence[str], fmt: str) -> None:
         """Stream the raw values of `kinds` (only rows holding one) and bulk-insert their hashes."""
         from exporters.hashing import hash_rows
 
-        present = " OR ".join(f"s.id_{kind} IS NOT NULL" for kind in kinds)
         sql = (f"SELECT s.member_key, s.fingerprint, s.country, {', '.join(f's.id_{kind}' for kind in kinds)} "
-               f"FROM {self._stage} s WHERE {changed} AND ({present})")
+               f"FROM {self._stage} s WHERE {changed} AND ({_holding_any(kinds)})")
 
         def rows() -> Iterator[tuple[str, str, str, str, str]]:
             rid = run.run_id
@@ -611,6 +612,11 @@ class RunEngine:
             ]
         if statements:
             self.wh.transaction(statements)
+
+
+def _holding_any(kinds: Iterable[str]) -> str:
+    """SQL over stage rows `s`: the member holds a raw value of at least one of `kinds`."""
+    return " OR ".join(f"s.id_{kind} IS NOT NULL" for kind in kinds)
 
 
 def _current(alias: str) -> str:

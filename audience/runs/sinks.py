@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from audience.config import DestinationConfig, ProjectConfig
 from audience.errors import OperationalError
 from audience.runs.testhook import pause_point
-from exporters.block_guard import RowRefused
-from exporters.hashing.identifier import encoded_shape, sent_shapes
-from exporters.line_blocks import LineBlock
+
+if TYPE_CHECKING:
+    from exporters.block_guard import ColumnShapes
+    from exporters.line_blocks import LineBlock
 
 
 class HashedList(Protocol):
@@ -50,6 +51,15 @@ class Sink(Protocol):
     def send(self, plan: ExportPlan, checkpoints: Checkpoints) -> dict[str, Any]: ...
 
 
+def _column_shapes(plan: ExportPlan, fmt: str) -> tuple[list[ColumnShapes], list[ColumnShapes]]:
+    """What the cells of adds and of removals may look like, per column: adds carry what this
+    format sends; removals what any format sends for the type, as they may be tuples sent
+    before the destination changed its format."""
+    from exporters.hashing.identifier import encoded_shape, sent_shapes
+
+    return [(encoded_shape(kind, fmt),) for kind in plan.columns], [sent_shapes(kind) for kind in plan.columns]
+
+
 def _chunks(rows: Iterable[Sequence[str | None]], size: int) -> Iterator[list[Sequence[str | None]]]:
     batch: list[Sequence[str | None]] = []
     for row in rows:
@@ -78,6 +88,7 @@ class DropSink:
             raise OperationalError(f"destination {dest.name}: {err}") from None
 
     def send(self, plan: ExportPlan, checkpoints: Checkpoints) -> dict[str, Any]:
+        from exporters.block_guard import RowRefused
         from exporters.drop_writer import DropWriter, block_parts
         from exporters.objectstore import ExportStoreError
 
@@ -85,10 +96,7 @@ class DropSink:
         done = checkpoints.done()
         sent = 0
         try:
-            # Adds carry what this format sends; removals what any format sends for the type, as
-            # they may be tuples sent before the destination changed its format.
-            add_shapes = [encoded_shape(kind, self.dest.format) for kind in plan.columns]
-            remove_shapes = [sent_shapes(kind) for kind in plan.columns]
+            add_shapes, remove_shapes = _column_shapes(plan, self.dest.format)
             for kind, members, shapes in (("members" if plan.full else "adds", plan.adds, add_shapes),
                                           ("removes", plan.removes, remove_shapes)):
                 # Parts stream into the writer (a part is up to a million rows: never held in a
@@ -134,6 +142,11 @@ class GrpcSink:
                             deadline_s=self.dest.deadline_seconds)
 
     def send(self, plan: ExportPlan, checkpoints: Checkpoints) -> dict[str, Any]:
+        """Open the upload, send every batch not yet acknowledged, commit. Each batch passes the
+        block guard first (as file parts do), so only hashed values of the columns' shapes can
+        ever leave: a refused row fails the run before its batch is sent, and the upload is
+        never committed."""
+        from exporters.block_guard import BlockGuard, RowRefused
         from exporters.grpc_ingest.client import IngestError
         from exporters.grpc_ingest.model import Mode
 
@@ -147,14 +160,21 @@ class GrpcSink:
                 received = set(upload.received_sequence_numbers)
                 done = checkpoints.done()
                 seq = sent = 0
-                for kind, members in (("adds", plan.adds), ("removes", plan.removes)):
+                for kind, members, shapes in zip(("adds", "removes"), (plan.adds, plan.removes),
+                                                 _column_shapes(plan, self.dest.format), strict=True):
+                    guard, before = BlockGuard(plan.columns, shapes), 0
                     for batch in _chunks(members.rows(), self.dest.batch_size):
                         seq += 1
                         sent += len(batch)
+                        before += len(batch)
                         step = f"batch:{seq}"
                         if step in done and seq in received:
                             continue
                         cells = [["" if v is None else v for v in row] for row in batch]
+                        try:
+                            guard.check(_as_block(cells), before - len(batch))
+                        except RowRefused as err:  # names row and column, never the value
+                            raise OperationalError(f"destination {self.dest.name}: {kind} batch {seq}: {err}") from None
                         adds, removes = (cells, []) if kind == "adds" else ([], cells)
                         client.send_batch(upload.name, seq, adds, removes)
                         checkpoints.mark(step, {"rows": len(batch), "kind": kind})
@@ -164,6 +184,13 @@ class GrpcSink:
         except IngestError as err:
             raise OperationalError(f"destination {self.dest.name}: {err}") from None
         return {"upload": final.name, "batches": seq, "members": final.member_count}
+
+
+def _as_block(cells: list[list[str]]) -> LineBlock:
+    """A batch's cells as the CSV lines the block guard reads."""
+    from exporters.line_blocks import LineBlock
+
+    return LineBlock("".join(",".join(row) + "\n" for row in cells).encode("utf-8"), len(cells))
 
 
 def sink_for(dest: DestinationConfig, config: ProjectConfig) -> Sink:

@@ -50,6 +50,7 @@ from exporters.grpc_ingest.wire import (
     mode_from_proto,
     upload_to_proto,
 )
+from exporters.redaction import configure_logging_from_env
 
 log = structlog.get_logger()
 
@@ -381,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dsp-sandbox", description="Sandbox ingest receiver")
     add_sandbox_arguments(parser)
     args = parser.parse_args(argv)
+    configure_logging_from_env("INFO")  # as `audience dsp-sandbox` does: never a line unredacted
 
     def announce(port: int) -> None:
         print(f"dsp-sandbox listening on {args.host}:{port}", flush=True)

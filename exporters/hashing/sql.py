@@ -39,13 +39,13 @@ Performance notes (DuckDB 2.0, measured per million values on one core): ``sha25
 from __future__ import annotations
 
 import string
-from collections.abc import Callable
 
 from sqlglot import exp
 
 from exporters.hashing.normalize import UUID_PATTERN, WHITESPACE, ZERO_MAID
 from exporters.hashing.profiles import (
     EMAIL,
+    EXTERNAL_ID,
     MAID,
     PHONE,
     Encoding,
@@ -68,19 +68,13 @@ def sql_hashed_expression(kind: str, column: exp.Expression, fmt: str, dialect: 
     profile.require(kind)
     if dialect not in SQL_DIALECTS or kind == PHONE:
         return None
-
-    def encode(value: exp.Expression) -> exp.Expression:
-        return _digest(value, profile.encoding, dialect)
-
     if kind == EMAIL:
-        return _email(column, profile, dialect, encode)
+        return _email(column, profile, dialect)
     if kind == MAID:
-        return _maid(column, profile, dialect, encode)
-    return _external_id(column, dialect, encode)
-
-
-#: Wraps a normalized text into its digest, encoded as the format sends it.
-Encode = Callable[[exp.Expression], exp.Expression]
+        return _maid(column, profile, dialect)
+    if kind == EXTERNAL_ID:
+        return _external_id(column, profile, dialect)
+    return None
 
 
 def _str(value: str) -> exp.Literal:
@@ -213,19 +207,19 @@ def _gmail_normalized(lowered: exp.Expression, profile: Profile) -> exp.Expressi
     return exp.Case(ifs=[exp.If(this=is_gmail, true=rebuilt)], default=lowered.copy())
 
 
-def _email(column: exp.Expression, profile: Profile, dialect: str, encode: Encode) -> exp.Expression:
+def _email(column: exp.Expression, profile: Profile, dialect: str) -> exp.Expression:
     if dialect == "duckdb" and not profile.gmail_domains and not profile.email_drop_inner_whitespace:
-        return _email_trim_lower_duckdb(column, encode)
+        return _email_trim_lower_duckdb(column, profile)
     drop_all_ws = profile.email_drop_inner_whitespace
     cleaned = _without_ws(column, dialect) if drop_all_ws else _trimmed(column, dialect)
     normalized = _gmail_normalized(_ascii_lower(column, cleaned, dialect), profile)
     # Exactly one "@", a non-empty local part, a dot in the domain; after the gmail rule, so
     # a local part that the rule empties (".@gmail.com") is dropped too.
     valid = _full_match(normalized, "[^@]+@[^@]*[.][^@]*", dialect)
-    return exp.Case(ifs=[exp.If(this=valid, true=encode(normalized))])
+    return exp.Case(ifs=[exp.If(this=valid, true=_digest(normalized, profile.encoding, dialect))])
 
 
-def _email_trim_lower_duckdb(column: exp.Expression, encode: Encode) -> exp.Expression:
+def _email_trim_lower_duckdb(column: exp.Expression, profile: Profile) -> exp.Expression:
     """``sha256``/``meta`` emails in DuckDB: validity read off the raw value, text built once.
 
     Trimming and ASCII lower-casing neither add nor move an ``@`` or a ``.``, so the
@@ -240,12 +234,12 @@ def _email_trim_lower_duckdb(column: exp.Expression, encode: Encode) -> exp.Expr
     )
     valid = exp.and_(_like(column, "%@%.%"), exp.not_(_like(column, "%@%@%")), local_part_left)
     normalized = _ascii_lower(column, _trimmed(column, "duckdb"), "duckdb")
-    return encode(exp.Case(ifs=[exp.If(this=valid, true=normalized)]))
+    return _digest(exp.Case(ifs=[exp.If(this=valid, true=normalized)]), profile.encoding, "duckdb")
 
 
-def _maid(column: exp.Expression, profile: Profile, dialect: str, encode: Encode) -> exp.Expression:
+def _maid(column: exp.Expression, profile: Profile, dialect: str) -> exp.Expression:
     if dialect == "duckdb":
-        return _maid_duckdb(column, profile, encode)
+        return _maid_duckdb(column, profile)
     text = _text(column)
     lowered = _ascii_lower(text, _trimmed(text, dialect), dialect)
     valid = exp.and_(
@@ -255,11 +249,11 @@ def _maid(column: exp.Expression, profile: Profile, dialect: str, encode: Encode
     if profile.maid is MaidMode.PLAIN:
         value: exp.Expression = lowered.copy()
     else:
-        value = encode(lowered)
+        value = _digest(lowered, profile.encoding, dialect)
     return exp.Case(ifs=[exp.If(this=valid, true=value)])
 
 
-def _maid_duckdb(column: exp.Expression, profile: Profile, encode: Encode) -> exp.Expression:
+def _maid_duckdb(column: exp.Expression, profile: Profile) -> exp.Expression:
     """MAIDs in DuckDB: the UUID shape is checked on the raw value, so the text is built once.
 
     A raw value is a UUID with ASCII whitespace around it (hex digits in either case) exactly
@@ -274,13 +268,13 @@ def _maid_duckdb(column: exp.Expression, profile: Profile, encode: Encode) -> ex
     value = exp.Case(ifs=[exp.If(this=valid, true=lowered)])
     if profile.maid is MaidMode.PLAIN:
         return value
-    return encode(value)
+    return _digest(value, profile.encoding, "duckdb")
 
 
-def _external_id(column: exp.Expression, dialect: str, encode: Encode) -> exp.Expression:
+def _external_id(column: exp.Expression, profile: Profile, dialect: str) -> exp.Expression:
     if dialect == "duckdb":  # one use of the trimmed text: NULLIF makes blank missing
         blank_is_null = exp.Nullif(this=_trimmed(_text(column), dialect), expression=_str(""))
-        return encode(blank_is_null)
+        return _digest(blank_is_null, profile.encoding, dialect)
     trimmed = _trimmed(_text(column), dialect)
     valid = exp.NEQ(this=trimmed.copy(), expression=_str(""))
-    return exp.Case(ifs=[exp.If(this=valid, true=encode(trimmed))])
+    return exp.Case(ifs=[exp.If(this=valid, true=_digest(trimmed, profile.encoding, dialect))])

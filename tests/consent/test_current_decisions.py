@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from audience import consent_state
 from audience.consent_state import condensed_name, usable_current
 from audience.consented import consented
 from audience.project import load_project
@@ -195,6 +196,23 @@ def test_a_refresh_run_reads_the_history_rather_than_rebuild(project: Path) -> N
     p = load_project(project)
     try:
         assert usable_current(p.warehouse, p.consent_table, AS_OF, rebuild_stale=False) is None  # stale again
+    finally:
+        p.close()
+
+
+def test_an_unreadable_marks_table_reads_the_history_instead_of_rebuilding(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A marks table that cannot answer (here: not the columns it should have) is not "never
+    # built": rebuilding could not fix it, so every check would start a whole rebuild again.
+    rebuilds: list[str] = []
+    monkeypatch.setattr(consent_state, "rebuild", lambda wh, table: rebuilds.append(table.name))
+    p = load_project(project)
+    try:
+        p.warehouse.execute("CREATE SCHEMA IF NOT EXISTS audience_state")
+        p.warehouse.execute("CREATE TABLE audience_state.consent_current_marks (source VARCHAR, rows BIGINT)")
+        assert [usable_current(p.warehouse, p.consent_table, AS_OF) for _ in range(2)] == [None, None]
+        assert rebuilds == []
     finally:
         p.close()
 

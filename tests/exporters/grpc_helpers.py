@@ -84,6 +84,7 @@ def self_signed_cert(
 class SandboxProcess:
     process: subprocess.Popen[str]
     port: int
+    lines: list[str] = field(default_factory=list)  # its standard output, read so far
 
     def kill9(self) -> None:
         """SIGKILL: no shutdown hook runs, as in a crash."""
@@ -105,30 +106,32 @@ def sandbox_process(
         *extra_args,
     ]
     process = subprocess.Popen(
-        cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        port = _read_port(process)
+        sandbox = SandboxProcess(process, 0)
+        sandbox.port = _read_port(process, sandbox.lines)
         # Keep reading its output (one log line per call) so a full pipe never blocks it.
-        threading.Thread(target=_drain, args=(process,), daemon=True).start()
-        yield SandboxProcess(process, port)
+        threading.Thread(target=_drain, args=(process, sandbox.lines), daemon=True).start()
+        yield sandbox
     finally:
         if process.poll() is None:
             process.terminate()
             process.wait(timeout=30)
 
 
-def _read_port(process: subprocess.Popen[str]) -> int:
+def _read_port(process: subprocess.Popen[str], lines: list[str]) -> int:
     """The port from the ``dsp-sandbox listening on HOST:PORT`` line (log lines may precede)."""
     assert process.stdout is not None
     for line in process.stdout:
+        lines.append(line)
         if line.startswith("dsp-sandbox listening on "):
             return int(line.rsplit(":", 1)[1])
     raise RuntimeError(f"sandbox process exited ({process.wait()}) before listening")
 
 
-def _drain(process: subprocess.Popen[str]) -> None:
+def _drain(process: subprocess.Popen[str], lines: list[str]) -> None:
     assert process.stdout is not None
-    for _line in process.stdout:
-        pass
+    for line in process.stdout:
+        lines.append(line)
     process.stdout.close()

@@ -6,6 +6,7 @@ stand-ins for SHA-256 hex hashes (``"a" * 64``), so expected memberships are wri
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 import textwrap
@@ -330,6 +331,46 @@ def test_retries_stop_after_max_attempts_with_a_clear_error(tmp_path: Path) -> N
     assert str(failure.value).startswith(
         f"GetUpload to {target_of(sb.port)} failed after 3 attempts (RESOURCE_EXHAUSTED)"
     )
+
+
+def test_transient_failures_back_off_exponentially_with_jitter(tmp_path: Path) -> None:
+    # Every GetUpload answers UNAVAILABLE (no server delay): the client waits between its 8
+    # attempts with full jitter, uniform in [0, min(2.0, 0.05 * 2**i)] before attempt i + 2.
+    faults = FaultPlan(unavailable=1.0, methods=frozenset({"GetUpload"}))
+    with running_sandbox(tmp_path / "s.db", token=TOKEN, faults=faults) as sb:
+        sleep = FakeSleep()
+        client = make_client(sb.port, sleep=sleep, max_attempts=8, backoff_initial_s=0.05, backoff_max_s=2.0)
+        upload = client.open_upload("seg", "run-1", mode=Mode.MIRROR, format="sha256", columns=["email"])
+        random.seed(20261123)  # tenacity draws the jitter from `random`: the same waits every run
+        with pytest.raises(IngestError) as failure:
+            client.get_upload(upload.name)
+
+    caps = [0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 2.0]
+    assert failure.value.attempts == 8 and len(sleep.calls) == 7
+    assert all(0 <= wait <= cap for wait, cap in zip(sleep.calls, caps, strict=True))
+    assert len(set(sleep.calls)) == 7  # jitter: no two waits alike...
+    assert sum(wait < 0.9 * cap for wait, cap in zip(sleep.calls, caps, strict=True)) >= 3  # ...nor at their caps
+    assert max(sleep.calls[4:]) > caps[2]  # later waits reach past what early attempts may wait
+
+
+def test_refusals_are_not_retried(sandbox: Sandbox) -> None:
+    sleep = FakeSleep()
+    client = make_client(sandbox.port, sleep=sleep)
+    upload = client.open_upload("high_value", "run-1", mode=Mode.MIRROR, format="sha256", columns=["email"])
+    refusals = []
+    for call in (
+        lambda: client.send_batch(upload.name, 1, [[A, B]]),  # INVALID_ARGUMENT: two values, one column
+        lambda: client.commit(upload.name, last_seq=2),  # FAILED_PRECONDITION: batches missing
+    ):
+        with pytest.raises(IngestError) as failure:
+            call()
+        refusals.append((failure.value.code, failure.value.attempts, failure.value.transient))
+
+    assert refusals == [
+        (grpc.StatusCode.INVALID_ARGUMENT, 1, False),
+        (grpc.StatusCode.FAILED_PRECONDITION, 1, False),
+    ]
+    assert sleep.calls == []
 
 
 def test_fault_options_parse_like_the_command_line() -> None:

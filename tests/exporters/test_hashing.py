@@ -118,6 +118,21 @@ UID2_EMAILS = [
         "b4c9a289323b21a01c3e940f150eb9b8c542587f1abfd8f0e1cc1ffc5e475514",
         "tMmiiTI7IaAcPpQPFQ65uMVCWH8av9jw4cwf/F5HVRQ=",
     ),
+    # Source: the UID2 client SDK's own test suite (IABTechLab/uid2-client-java,
+    # src/test/java/com/uid2/client/InputUtilTests.java, emailProducesCorrectHash), the cases
+    # not listed above: a +tag kept outside gmail.com, dropped inside it.
+    (
+        "JaneSaoirse+UID2@example.com",
+        "janesaoirse+uid2@example.com",
+        "6e143668c206593d5ecb8a7b2726af74d948438a5ed75febadcbf4bb58ebc427",
+        "bhQ2aMIGWT1ey4p7JyavdNlIQ4pe11/rrcv0u1jrxCc=",
+    ),
+    (
+        "JaneSaoirse+UID2@gmail.com",
+        "janesaoirse@gmail.com",
+        "92ee26057ed9dea2535d6c8b141d48373932476599196e00352254896db5888f",
+        "ku4mBX7Z3qJTXWyLFB1INzkyR2WZGW4ANSJUiW21iI8=",
+    ),
 ]
 
 

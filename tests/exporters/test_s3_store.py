@@ -26,7 +26,7 @@ from botocore.awsrequest import AWSResponse
 from exporters.drop_writer import DropWriter
 from exporters.objectstore import ExportStoreError, ObjectNotFoundError, S3Store, open_store
 from exporters.objectstore.retry import is_transient
-from tests.exporters.conftest import S3_BUCKET
+from tests.conftest import S3_BUCKET
 from tests.exporters.s3_server import READER_KEY, WRITER_KEY, SeaweedS3
 
 MiB = 1024 * 1024

@@ -1,5 +1,5 @@
-"""Fixtures of the refresh-run tests: a real SeaweedFS S3 server (shared with the exporter tests'
-helpers) and a real sandbox gRPC receiver on loopback."""
+"""Fixtures of the refresh-run tests (the S3 server is in tests/conftest.py): a real sandbox gRPC
+receiver on loopback, and a project name of its own."""
 
 from __future__ import annotations
 
@@ -11,11 +11,8 @@ import psycopg
 import pytest
 
 from exporters.grpc_ingest.sandbox import Sandbox
-from tests.exporters.conftest import S3_BUCKET, s3_admin, s3_env, s3_prefix, seaweed  # noqa: F401 (fixtures)
 from tests.exporters.grpc_helpers import running_sandbox
 from tests.warehouse_fixture import PG_DSN
-
-__all__ = ["S3_BUCKET"]
 
 
 @pytest.fixture

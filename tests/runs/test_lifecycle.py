@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from exporters.grpc_ingest.sandbox import Sandbox
+from tests.conftest import S3_BUCKET
 from tests.exporters.s3_server import SeaweedS3
-from tests.runs.conftest import S3_BUCKET
 from tests.runs.helpers import (
     CONSENT_CONFIG,
     LocalDrops,

@@ -1,4 +1,4 @@
-"""Fixtures for exporter tests: a real SeaweedFS S3 server on loopback, started once."""
+"""Fixtures for every test: a real SeaweedFS S3 server on loopback, started once per session."""
 
 from __future__ import annotations
 
