@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import functools
 import gzip
 import hashlib
 import io
@@ -776,6 +777,6 @@ def test_memory_does_not_grow_with_the_number_of_rows(tmp_path: Path) -> None:
         peaks = []
         for count in (100_000, 400_000):
             writer = DropWriter(FileStore(tmp_path / f"{name}-{count}"), "fans", "run-1", ["email"])
-            peaks.append(_peak_bytes(lambda writer=writer, count=count: write(writer, count)))
+            peaks.append(_peak_bytes(functools.partial(write, writer, count)))
         small, large = peaks
         assert large < 1.5 * small, (name, peaks)
