@@ -1,8 +1,17 @@
 """Generated protobuf/gRPC modules for every ``.proto`` under ``<repo>/proto``.
 
 This package holds ONLY generated code plus its generator (this file). The generated modules
-are not committed (see ``.gitignore``); :func:`ensure_generated` (or ``python -m proto_gen``)
-writes them, and is a cheap no-op when they are current. After it ran, import e.g.::
+are never committed (see ``.gitignore``) and never written at import time. They come from:
+
+- a wheel or an sdist: the build step in ``setup.py`` (a ``build_py`` that calls
+  :func:`generate`) compiles ``proto/`` into the built package, so an installed product has
+  them and needs neither ``proto/`` nor grpcio-tools;
+- a checkout: an editable install (``pip install -e .``, the same build step, in place) or
+  ``python -m proto_gen`` after changing a proto.
+
+Modules that use the generated code call :func:`ensure_generated` first: it only checks, and
+when the modules are missing or older than ``proto/`` it raises :class:`ProtoGenError` with one
+line saying what to run. Then import e.g.::
 
     from proto_gen.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
@@ -13,15 +22,18 @@ between our own protos are rewritten to ``proto_gen.<package>``.
 
 Design points, each for a reason:
 
-- The stamp (``proto_gen/.stamp``) holds a hash of every proto source, the grpcio-tools
-  version and :data:`GENERATOR_VERSION`; when it matches and every expected output exists,
-  nothing runs, so callers can invoke :func:`ensure_generated` when their module is imported.
-- Two processes may call it at once (tests in parallel, a server starting while a CLI runs):
+- The stamp (``proto_gen/.stamp``, JSON) records a hash of every proto source, the
+  grpcio-tools version, :data:`GENERATOR_VERSION` and the list of generated files. Generation
+  is skipped when all of it matches; :func:`ensure_generated` checks the files listed are there
+  and, in a checkout, that the proto hash still matches (grpcio-tools need not be installed).
+- Two processes may generate at once (a build and ``python -m proto_gen``, tests in parallel):
   an exclusive ``flock`` serializes them, the stamp is re-checked under the lock, and the
   output is compiled into a private temporary directory and moved into place file by file
   with ``os.replace`` (atomic), the stamp last. A reader never sees a half-written module.
 - No ``__init__.py`` is generated: the sub-directories are implicit namespace packages, so the
   only files written are the git-ignored ``*_pb2*.py(i)`` and the stamp.
+- This module imports only the standard library (grpc_tools only when generating), so
+  ``setup.py`` can load it from the source tree in an isolated build environment.
 """
 
 
@@ -31,6 +43,7 @@ import contextlib
 import fcntl
 import hashlib
 import importlib.metadata
+import json
 import os
 import re
 import shutil
@@ -39,16 +52,19 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TypedDict
 
-# Bump when the rewriting or the protoc invocation changes: it invalidates every stamp.
-GENERATOR_VERSION = "1"
+# Bump when the rewriting, the protoc invocation or the stamp changes: it invalidates every stamp.
+GENERATOR_VERSION = "2"
 
 __all__ = [
     "GENERATOR_VERSION",
     "ProtoGenError",
     "ensure_generated",
     "generate",
+    "generate_in_checkout",
     "generated_root",
+    "output_files",
     "proto_root",
 ]
 
@@ -56,10 +72,19 @@ _PACKAGE = "proto_gen"
 _STAMP_NAME = ".stamp"
 _TMP_PREFIX = ".gen-"
 _GENERATED_SUFFIXES = ("_pb2.py", "_pb2_grpc.py", "_pb2.pyi")
+_REGENERATE = "run `python -m proto_gen` in the checkout"
+_REINSTALL = "this installation is incomplete; reinstall audience-builder from its wheel or sdist"
 
 
 class ProtoGenError(RuntimeError):
-    """protoc failed, or no proto sources and no generated code could be found."""
+    """protoc failed, or the generated modules are missing or out of date (one-line message)."""
+
+
+class _Stamp(TypedDict):
+    generator: str
+    grpcio_tools: str
+    sources: str
+    outputs: list[str]
 
 
 def generated_root() -> Path:
@@ -68,23 +93,46 @@ def generated_root() -> Path:
 
 
 def proto_root() -> Path | None:
-    """``<repo>/proto`` next to this package (a checkout or an editable install), else None.
+    """``<repo>/proto`` when this package sits in a source tree (checkout, editable, sdist), else None.
 
-    An installed wheel has no proto sources; it ships the modules generated at build time.
+    A source tree is recognised by ``pyproject.toml`` next to ``proto/``: site-packages can hold
+    an unrelated top-level ``proto`` package (proto-plus), never a ``pyproject.toml``.
     """
-    candidate = generated_root().parent / "proto"
-    return candidate if candidate.is_dir() else None
+    root = generated_root().parent
+    candidate = root / "proto"
+    return candidate if candidate.is_dir() and (root / "pyproject.toml").is_file() else None
 
 
-def ensure_generated(*, force: bool = False) -> bool:
-    """Generate the modules unless they are current. Returns True when protoc ran."""
+def ensure_generated() -> None:
+    """Check (never generate) that the generated modules are present and, in a checkout, current.
+
+    Raises :class:`ProtoGenError` with one line saying what is wrong and what to run.
+    """
     src = proto_root()
     out = generated_root()
-    if src is None:  # an installed wheel: it ships the modules generated when it was built
-        if any(out.rglob("*_pb2.py")):
-            return False
-        raise ProtoGenError(f"no proto sources next to {out} and no generated modules in it")
+    stamp = _read_stamp(out)
+    fix = _REGENERATE if src is not None else _REINSTALL
+    if stamp is None or not all((out / rel).is_file() for rel in stamp["outputs"]):
+        raise ProtoGenError(f"the generated protobuf modules are missing from {out}: {fix}")
+    if src is not None and stamp["sources"] != _sources_digest(src, _proto_files(src)):
+        raise ProtoGenError(f"the generated protobuf modules in {out} are out of date with {src}: {fix}")
+
+
+def generate_in_checkout(*, force: bool = False) -> bool:
+    """``python -m proto_gen``: compile ``<repo>/proto`` into this package. True when protoc ran."""
+    src = proto_root()
+    out = generated_root()
+    if src is None:
+        raise ProtoGenError(
+            f"no proto sources next to {out}: an installed package ships its generated modules, "
+            "and `python -m proto_gen` only works in a checkout"
+        )
     return generate(src, out, package=_PACKAGE, force=force)
+
+
+def output_files(src: Path) -> list[str]:
+    """What :func:`generate` writes for *src*, relative to the output package (stamp included)."""
+    return [*_expected_outputs(_proto_files(src)), _STAMP_NAME]
 
 
 def generate(src: Path, out: Path, *, package: str, force: bool = False) -> bool:
@@ -107,14 +155,43 @@ def _proto_files(src: Path) -> list[str]:
 
 
 def _sources_digest(src: Path, protos: Sequence[str]) -> str:
+    """SHA-256 over every proto's path and bytes: what the generated code was compiled from."""
     h = hashlib.sha256()
-    h.update(f"generator={GENERATOR_VERSION};".encode())
-    h.update(f"grpcio-tools={_dist_version('grpcio-tools')};".encode())
     for rel in protos:
         data = (src / rel).read_bytes()
         h.update(f"{rel}:{len(data)}:".encode())
         h.update(data)
     return h.hexdigest()
+
+
+def _stamp_for(protos: Sequence[str], digest: str) -> _Stamp:
+    return {
+        "generator": GENERATOR_VERSION,
+        "grpcio_tools": _dist_version("grpcio-tools"),
+        "sources": digest,
+        "outputs": _expected_outputs(protos),
+    }
+
+
+def _read_stamp(out: Path) -> _Stamp | None:
+    """The stamp, or None when absent, unreadable or from another generator version."""
+    try:
+        stamp = json.loads(_stamp_path(out).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stamp, dict) or stamp.get("generator") != GENERATOR_VERSION:
+        return None
+    outputs, sources = stamp.get("outputs"), stamp.get("sources")
+    if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
+        return None
+    if not isinstance(sources, str):
+        return None
+    return {
+        "generator": GENERATOR_VERSION,
+        "grpcio_tools": str(stamp.get("grpcio_tools")),
+        "sources": sources,
+        "outputs": outputs,
+    }
 
 
 def _dist_version(name: str) -> str:
@@ -134,11 +211,8 @@ def _expected_outputs(protos: Sequence[str]) -> list[str]:
 
 
 def _is_current(out: Path, protos: Sequence[str], digest: str) -> bool:
-    stamp = _stamp_path(out)
-    try:
-        if stamp.read_text(encoding="utf-8").strip() != digest:
-            return False
-    except OSError:
+    stamp = _read_stamp(out)
+    if stamp != _stamp_for(protos, digest):
         return False
     return all((out / rel).is_file() for rel in _expected_outputs(protos))
 
@@ -175,7 +249,7 @@ def _generate_locked(
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
         _remove_stale(out, {p.relative_to(tmp).as_posix() for p in produced})
-        _write_atomically(_stamp_path(out), digest + "\n")
+        _write_atomically(_stamp_path(out), json.dumps(_stamp_for(protos, digest), indent=1) + "\n")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

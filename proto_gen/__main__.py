@@ -1,4 +1,4 @@
-"""``python -m proto_gen [--force]``: generate the protobuf/gRPC modules (see the package doc)."""
+"""``python -m proto_gen [--force]``: generate the protobuf/gRPC modules in a checkout (see the package doc)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from proto_gen import ProtoGenError, ensure_generated, generated_root
+from proto_gen import ProtoGenError, ensure_generated, generate_in_checkout, generated_root, proto_root
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -14,7 +14,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="regenerate even when current")
     args = parser.parse_args(argv)
     try:
-        ran = ensure_generated(force=args.force)
+        if proto_root() is None:  # an installed package: nothing to generate, only to check
+            ensure_generated()
+            print(f"proto_gen: generated when the package was built, present in {generated_root()}")
+            return 0
+        ran = generate_in_checkout(force=args.force)
     except ProtoGenError as exc:
         print(f"proto_gen: {exc}", file=sys.stderr)
         return 2

@@ -5,8 +5,8 @@
 - :mod:`.model` — plain types (:class:`Mode`, :class:`UploadInfo`, :class:`BatchAck`).
 
 The protocol itself is ``proto/ingest/v1/ingest.proto``. Importing :mod:`.client` or
-:mod:`.sandbox` generates its Python code when needed (``proto_gen``); importing this package
-alone does not, so it stays cheap.
+:mod:`.sandbox` loads its generated Python code (``proto_gen``); importing this package alone
+does not, so it stays cheap.
 """
 
 from __future__ import annotations

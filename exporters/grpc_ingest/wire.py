@@ -1,7 +1,8 @@
 """The protobuf side of :mod:`exporters.grpc_ingest.model`: generated modules and converters.
 
-Importing this module generates the ``ingest.v1`` Python code first when it is missing or
-stale (``proto_gen.ensure_generated``, a no-op when current), so nothing else has to remember.
+Importing this module first checks that the ``ingest.v1`` Python code, generated when the
+package was built, is there and current (``proto_gen.ensure_generated``): a missing or stale
+module is one clear ``ProtoGenError`` line, not an ``ImportError`` deep in a call.
 """
 
 from __future__ import annotations
