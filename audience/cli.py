@@ -16,6 +16,9 @@ from typing import NoReturn
 
 from audience import commands
 from audience.errors import OperationalError, UserError
+from proto_gen import ProtoGenError
+
+DISTRIBUTION = "audience-builder"
 
 
 def _as_of(text: str) -> datetime:
@@ -35,6 +38,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(1, f"{self.prog}: error: {message}\n")
 
 
+def _version() -> str:
+    """The installed distribution's version (the wheel's metadata, or the editable install's)."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     # --project and --debug work before or after the command; SUPPRESS keeps a subcommand's
     # default from overwriting a value given before it.
@@ -52,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     parser = _Parser(prog="audience", description="Consent-aware audience builder")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--project", default=".", metavar="DIR", help="project folder (default: .)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
@@ -115,7 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports the gRPC sandbox, hence the generated protobuf modules
+    except ProtoGenError as err:  # a checkout without `python -m proto_gen`, a broken install
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     from audience.logs import setup_logging
 
@@ -127,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except OperationalError as err:
+    except (OperationalError, ProtoGenError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `audience members X | head`: the reader left; stop quietly
