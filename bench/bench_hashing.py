@@ -8,10 +8,9 @@ So the numbers are end to end, and the paths differ only in how identifiers are 
 * ``plain``   a straightforward per-row loop: ``strip().lower()`` + ``hashlib`` (and
               ``phonenumbers`` parse/validate/format for phones);
 * ``sdk``     facebook-business' own helper, ``Normalize.normalize_field``, per value;
-* ``ours``    ``exporters.hashing.hash_row_chunks`` on ``fetchmany`` chunks;
-* ``oursmp``  the same with ``processes=2`` (worker processes; meant for phones);
+* ``ours``    ``exporters.hashing.hash_rows`` (what runs use for phones) over ``fetchmany`` rows;
 * ``sql``     ``sql_hashed_expression`` inside DuckDB (all cores), rows streamed out with
-              ``fetchmany``; phones (no exact SQL) hashed in Python with ``hash_row_chunks``;
+              ``fetchmany``; phones (no exact SQL) hashed in Python with ``hash_rows``;
 * ``blocks``  DuckDB hashes and builds each member's CSV line
               (``exporters.csv_lines.hashed_lines_select``), read as whole Arrow blocks
               (``exporters.line_blocks``), checked whole and written with
@@ -22,11 +21,10 @@ So the numbers are end to end, and the paths differ only in how identifiers are 
               counts and joins the lines, and
               ``write_parts_blocks`` writes them (no guard pass: see ``EncodedBlock``).
 
-``ours``, ``oursmp``, ``sql``, ``blocks`` and ``native`` must write byte-identical parts (checked).
-Each path runs in its own process, so its peak RSS (``VmHWM``) is its own; ``oursmp`` adds
-its workers' peak. CPU seconds include DuckDB's threads and the compressor threads, which
-matters when other jobs share the machine: members per CPU second is then the steadier
-number.
+``ours``, ``sql``, ``blocks`` and ``native`` must write byte-identical parts (checked).
+Each path runs in its own process, so its peak RSS (``VmHWM``) is its own. CPU seconds include
+DuckDB's threads and the compressor threads, which matters when other jobs share the machine:
+members per CPU second is then the steadier number.
 
 A second table times the writer alone on pre-hashed rows: ``DropWriter`` (ISA-L blocks in a
 thread pool) against the standard-library way it used to work (``csv.writer`` into
@@ -75,15 +73,15 @@ from exporters.hashed_lines import hashed_line_blocks  # noqa: E402
 from exporters.hashing import (  # noqa: E402
     HashStats,
     encoded_shape,
-    hash_row_chunks,
+    hash_rows,
     native,
     sql_hashed_expression,
 )
 from exporters.line_blocks import LineBlock  # noqa: E402
 from exporters.objectstore import FileStore  # noqa: E402
 
-PATHS = ("read", "plain", "sdk", "ours", "oursmp", "sql", "blocks", "native")
-IDENTICAL = ("ours", "oursmp", "sql", "blocks", "native")
+PATHS = ("read", "plain", "sdk", "ours", "sql", "blocks", "native")
+IDENTICAL = ("ours", "sql", "blocks", "native")
 WORKLOADS = ("email+maid", "email+phone")
 Row = tuple[str | None, ...]
 
@@ -169,13 +167,9 @@ def raw_chunks(connection: duckdb.DuckDBPyConnection, kinds: list[str], chunk_ro
         yield rows
 
 
-def rows_ours(connection, kinds, fmt, chunk_rows, stats, processes=0) -> Iterator[Row]:
-    chunks = hash_row_chunks(fmt, kinds, raw_chunks(connection, kinds, chunk_rows), stats, processes=processes)
-    return itertools.chain.from_iterable(chunks)
-
-
-def rows_oursmp(connection, kinds, fmt, chunk_rows, stats) -> Iterator[Row]:
-    return rows_ours(connection, kinds, fmt, chunk_rows, stats, processes=2)
+def rows_ours(connection, kinds, fmt, chunk_rows, stats) -> Iterator[Row]:
+    rows = itertools.chain.from_iterable(raw_chunks(connection, kinds, chunk_rows))
+    return hash_rows(fmt, kinds, rows, stats, chunk_rows)
 
 
 def _sql_select(kinds: list[str], fmt: str) -> tuple[str, list[int]]:
@@ -220,8 +214,7 @@ def _hash_remaining(rows: list[tuple], kinds: list[str], positions: list[int], f
     countries = columns.pop()
     for position in positions:
         pairs = list(zip(columns[position], countries, strict=True))
-        (hashed,) = hash_row_chunks(fmt, [kinds[position]], [pairs])
-        columns[position] = [row[0] for row in hashed]
+        columns[position] = [row[0] for row in hash_rows(fmt, [kinds[position]], pairs)]
     return list(zip(*columns, strict=True))
 
 
@@ -286,7 +279,7 @@ def rows_sdk(connection, kinds, fmt, chunk_rows, stats) -> Iterator[Row]:
                 yield hashed
 
 
-SOURCES = {"plain": rows_plain, "sdk": rows_sdk, "ours": rows_ours, "oursmp": rows_oursmp, "sql": rows_sql}
+SOURCES = {"plain": rows_plain, "sdk": rows_sdk, "ours": rows_ours, "sql": rows_sql}
 
 
 def with_identifier(rows: Iterable[Row]) -> Iterator[Row]:
@@ -313,10 +306,9 @@ def peak_rss_kib() -> int:
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process (all threads) and of its finished children (``oursmp``)."""
+    """CPU time of this process (all threads)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime
 
 
 def run_worker(args: argparse.Namespace) -> dict:
@@ -348,15 +340,14 @@ def run_worker(args: argparse.Namespace) -> dict:
         if not args.keep:
             shutil.rmtree(out, ignore_errors=True)
     seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
-    children_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if args.worker == "oursmp" else 0
     return {
         "written": sum(part.rows for part in parts) if parts else rows_read,
         "seconds": seconds,
         "cpu_seconds": cpu,
-        "peak_rss_mib": (peak_rss_kib() + 2 * children_kib) / 1024,
+        "peak_rss_mib": peak_rss_kib() / 1024,
         "parts_sha256": [part.sha256 for part in parts],
         "bytes": sum(part.bytes for part in parts),
-        "stats": stats.as_dict() if args.worker in ("ours", "oursmp", "native") else {},
+        "stats": stats.as_dict() if args.worker in ("ours", "native") else {},
     }
 
 

@@ -25,7 +25,7 @@ def _s(text: str) -> exp.Literal:
     return exp.Literal.string(text)
 
 
-def _flag(cond: exp.Expression) -> exp.Max:
+def _flag(cond: exp.Expr) -> exp.Max:
     return exp.Max(this=exp.Case().when(cond, exp.Literal.number(1)).else_(exp.Literal.number(0)))
 
 

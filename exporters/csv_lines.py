@@ -15,7 +15,7 @@ from sqlglot import exp
 from exporters.hashing import sql_hashed_expression
 
 
-def line_expression(cells: Sequence[exp.Expression], *, every_row: bool = False) -> exp.Expression:
+def line_expression(cells: Sequence[exp.Expr], *, every_row: bool = False) -> exp.Expr:
     """``CASE WHEN any cell IS NOT NULL THEN CONCAT(c1, ',', ..., CHR(10)) END``.
 
     With ``every_row``, a row without any value still gets its (bare) line instead of NULL, so
@@ -29,7 +29,7 @@ def line_expression(cells: Sequence[exp.Expression], *, every_row: bool = False)
     """
     if not cells:
         raise ValueError("a line needs at least one cell")
-    pieces: list[exp.Expression] = []
+    pieces: list[exp.Expr] = []
     for position, cell in enumerate(cells):
         if position:
             pieces.append(exp.Literal.string(","))
@@ -42,7 +42,7 @@ def line_expression(cells: Sequence[exp.Expression], *, every_row: bool = False)
     return exp.Case(ifs=[exp.If(this=present, true=line)])
 
 
-def lines_select(source: exp.Expression, columns: Sequence[str], order_by: Sequence[str] = ()) -> exp.Select:
+def lines_select(source: exp.Expr, columns: Sequence[str], order_by: Sequence[str] = ()) -> exp.Select:
     """One line per row of ``source`` (a table or subquery with an alias) from ``columns``; a row
     without any value gets no line."""
     line = line_expression([exp.column(name) for name in columns])
@@ -50,12 +50,12 @@ def lines_select(source: exp.Expression, columns: Sequence[str], order_by: Seque
 
 
 def hashed_lines_select(
-    source: exp.Expression, kinds: Sequence[str], fmt: str, dialect: str, *, order_by: Sequence[str] = ()
+    source: exp.Expr, kinds: Sequence[str], fmt: str, dialect: str, *, order_by: Sequence[str] = ()
 ) -> exp.Select | None:
     """Lines of identifiers hashed by the warehouse: column ``kind`` of ``source`` holds the raw
     value of each identifier type; ``None`` when some type cannot be hashed in SQL exactly
     (phones, dialects without expressions) — then hash in Python instead."""
-    hashed: list[exp.Expression] = []
+    hashed: list[exp.Expr] = []
     for position, kind in enumerate(kinds):
         expression = sql_hashed_expression(kind, exp.column(kind), fmt, dialect)
         if expression is None:
@@ -66,7 +66,7 @@ def hashed_lines_select(
     return lines_select(inner.subquery("hashed"), cells, order_by)
 
 
-def raw_text_select(source: exp.Expression, kinds: Sequence[str], *, order_by: Sequence[str] = ()) -> exp.Select:
+def raw_text_select(source: exp.Expr, kinds: Sequence[str], *, order_by: Sequence[str] = ()) -> exp.Select:
     """One text column per identifier type: column ``kind`` of ``source`` as it is stored, for the
     native encoder to normalise, hash and join (``exporters.line_blocks.encoded_line_blocks``).
     Cast to text the way the Python path reads other types (decimal ints, hyphenated UUIDs)."""

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import structlog
 
@@ -153,7 +153,9 @@ def _joined_block(batch: list[Sequence[str | None]], width: int) -> bytes | None
         # itemgetter per column, not zip(*batch): that builds one iterator per row, and so many
         # new container objects set off the cyclic GC over every live row, again and again.
         values = [list(map(itemgetter(position), batch)) for position in range(width)]
-        columns = [list(map(_NONE_AS_EMPTY.get, column, column)) for column in values]
+        # None becomes "" and every other cell is itself: a str, or not, and then len() or join
+        # raises TypeError below and the block takes the checked path.
+        columns = [cast("list[str]", list(map(_NONE_AS_EMPTY.get, column, column))) for column in values]
         for column in columns:
             if any(0 < size <= _SHORT_CELL for size in set(map(len, column))):
                 return None
@@ -430,7 +432,3 @@ class DropWriter:
             indexes = sorted(index for k, index in self._parts if k == kind)
             if indexes != list(range(len(indexes))):
                 raise ValueError(f"{kind} parts are not numbered 0..{len(indexes) - 1}")
-
-    def manifest_exists(self) -> bool:
-        """True when the run finished: its manifest is in the store."""
-        return self.store.head(self.manifest_key) is not None

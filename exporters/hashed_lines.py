@@ -27,7 +27,7 @@ ArrowQuery = Callable[[str], Any]
 
 def hashed_line_blocks(
     query: ArrowQuery,
-    source: exp.Expression,
+    source: exp.Expr,
     kinds: Sequence[str],
     fmt: str,
     dialect: str,
@@ -57,5 +57,5 @@ def hashed_line_blocks(
         return encoded_line_blocks(query(select.sql(dialect)), cells, stats)
     if stats is not None:
         raise ValueError("only the native encoder counts missing and dropped identifiers")
-    select = hashed_lines_select(source, kinds, fmt, dialect, order_by=order_by)
-    return None if select is None else arrow_line_blocks(query(select.sql(dialect)))
+    hashed = hashed_lines_select(source, kinds, fmt, dialect, order_by=order_by)
+    return None if hashed is None else arrow_line_blocks(query(hashed.sql(dialect)))

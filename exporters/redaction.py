@@ -145,10 +145,10 @@ def configure_logging_from_env(default_level: str = "WARNING") -> None:
                       level=os.environ.get("AUDIENCE_LOG_LEVEL", default_level))
 
 
-class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _CurrentStderrHandler(logging.StreamHandler[TextIO]):
     """A StreamHandler bound to whatever ``sys.stderr`` is at emit time."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stderr
 

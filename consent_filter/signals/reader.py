@@ -106,7 +106,8 @@ def _cached_decoder(fmt: str, vendor_id: int | None) -> Callable[[str], Outcome]
 def _decoder(fmt: str, vendor_id: int | None) -> Callable[[str], _Decoded]:
     if fmt == "tcf":
         return lambda signal: decode_tcf(signal, vendor_id=vendor_id)
-    return {"usp": decode_usp, "gpc": decode_gpc, "gpp": decode_gpp}[fmt]
+    decoders: dict[str, Callable[[str], _Decoded]] = {"usp": decode_usp, "gpc": decode_gpc, "gpp": decode_gpp}
+    return decoders[fmt]
 
 
 def _read(

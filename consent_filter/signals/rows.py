@@ -7,9 +7,10 @@ values for the consent table (see shared/spec/consent.md, "Consent table").
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from types import MemberDescriptorType
 from typing import NamedTuple
 
 GRANTED = "granted"
@@ -57,13 +58,21 @@ class ConsentRow:
     source: str  # "tcf" | "usp" | "gpc" | "gpp"
 
 
-_new_row = object.__new__
-_set_profile_key = ConsentRow.profile_key.__set__  # type: ignore[attr-defined]
-_set_purpose = ConsentRow.purpose.__set__  # type: ignore[attr-defined]
-_set_status = ConsentRow.status.__set__  # type: ignore[attr-defined]
-_set_updated_at = ConsentRow.updated_at.__set__  # type: ignore[attr-defined]
-_set_expires_at = ConsentRow.expires_at.__set__  # type: ignore[attr-defined]
-_set_source = ConsentRow.source.__set__  # type: ignore[attr-defined]
+def _slot(name: str) -> MemberDescriptorType:
+    """The slot descriptor of one ``ConsentRow`` field (``slots=True`` makes every field one)."""
+    descriptor = ConsentRow.__dict__[name]
+    if not isinstance(descriptor, MemberDescriptorType):
+        raise TypeError(f"ConsentRow.{name} is not a slot")
+    return descriptor
+
+
+# Typed per field here, since a slot descriptor's ``__set__`` takes any value.
+_set_profile_key: Callable[[ConsentRow, str], None] = _slot("profile_key").__set__
+_set_purpose: Callable[[ConsentRow, str], None] = _slot("purpose").__set__
+_set_status: Callable[[ConsentRow, str], None] = _slot("status").__set__
+_set_updated_at: Callable[[ConsentRow, datetime], None] = _slot("updated_at").__set__
+_set_expires_at: Callable[[ConsentRow, datetime | None], None] = _slot("expires_at").__set__
+_set_source: Callable[[ConsentRow, str], None] = _slot("source").__set__
 
 
 def build_rows(
@@ -79,8 +88,9 @@ def build_rows(
     slower, and an import builds a dozen rows per line for millions of lines.
     """
     rows = []
+    new_row = object.__new__
     for purpose, status in decisions:
-        row = _new_row(ConsentRow)
+        row = new_row(ConsentRow)
         _set_profile_key(row, profile_key)
         _set_purpose(row, purpose)
         _set_status(row, status)

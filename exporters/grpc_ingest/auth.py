@@ -36,10 +36,10 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        method: str = handler_call_details.method
         if method.startswith(self._exempt):
             return continuation(handler_call_details)
-        metadata = handler_call_details.invocation_metadata  # type: ignore[attr-defined]
+        metadata = handler_call_details.invocation_metadata
         presented = presented_token(metadata)
         if presented is not None and hmac.compare_digest(presented.encode(), self._expected):
             return continuation(handler_call_details)

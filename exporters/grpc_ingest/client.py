@@ -25,11 +25,11 @@ from typing import Any, TypeVar
 import grpc
 import structlog
 import tenacity
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 
 from exporters.grpc_ingest.auth import bearer_metadata
-from exporters.grpc_ingest.faults import STATUS_DETAILS_KEY
 from exporters.grpc_ingest.model import BatchAck, Mode, UploadInfo, segment_name
+from exporters.grpc_ingest.status import status_from_trailers
 from exporters.grpc_ingest.tls import channel_credentials
 from exporters.grpc_ingest.wire import (
     ingest_pb2,
@@ -288,17 +288,14 @@ def _transport_hint(code: grpc.StatusCode, details: str, *, tls: bool, deadline_
 def retry_delay_of(err: grpc.RpcError) -> float | None:
     """Seconds from a ``google.rpc.RetryInfo`` in the error's status details, if any."""
     trailers = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
-    for key, value in trailers or ():
-        if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
-            continue
-        try:
-            status = status_pb2.Status.FromString(value)
-        except Exception:  # a malformed trailer must not break the retry loop
-            return None
-        for detail in status.details:
-            info = error_details_pb2.RetryInfo()
-            if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
-                return info.retry_delay.ToNanoseconds() / 1e9
+    try:
+        status = status_from_trailers(trailers)
+    except Exception:  # a malformed trailer must not break the retry loop
+        return None
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.RetryInfo()
+        if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
+            return info.retry_delay.ToNanoseconds() / 1e9
     return None
 
 

@@ -30,10 +30,10 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from exporters.grpc_ingest.auth import handler_like
+from exporters.grpc_ingest.status import status_trailer
 
 SERVICE_PREFIX = "/ingest.v1.IngestService/"
 MUTATING_METHODS = frozenset({"OpenUpload", "SendBatch", "CommitUpload"})
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ class FaultInterceptor(grpc.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
-        full_method: str = handler_call_details.method  # type: ignore[attr-defined]
+        full_method: str = handler_call_details.method
         if handler is None or handler.unary_unary is None:
             return handler
         if not full_method.startswith(SERVICE_PREFIX):
@@ -212,7 +212,7 @@ def abort_resource_exhausted(context: grpc.ServicerContext, delay_s: float) -> N
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
     status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message, details=[detail])
-    context.set_trailing_metadata(((STATUS_DETAILS_KEY, status.SerializeToString()),))
+    context.set_trailing_metadata(status_trailer(status))
     context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
 
 

@@ -38,11 +38,11 @@ _STATES = {
 }
 
 
-def mode_to_proto(mode: Mode) -> int:
+def mode_to_proto(mode: Mode) -> ingest_pb2.Mode:
     return _MODES[mode]
 
 
-def mode_from_proto(value: int) -> Mode | None:
+def mode_from_proto(value: ingest_pb2.Mode) -> Mode | None:
     """None for MODE_UNSPECIFIED or an unknown value."""
     return next((m for m, v in _MODES.items() if v == value), None)
 

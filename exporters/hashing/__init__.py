@@ -5,7 +5,7 @@ Only hashed identifiers leave: exporters take ``HashedIdentifier`` values (one a
 the warehouse with ``sql_hashed_expression`` where that is exact.
 """
 
-from exporters.hashing.batch import HashStats, check_kinds, hash_row_chunks, hash_rows
+from exporters.hashing.batch import HashStats, check_kinds, hash_rows
 from exporters.hashing.identifier import (
     EncodedShape,
     HashedIdentifier,
@@ -15,7 +15,6 @@ from exporters.hashing.identifier import (
 )
 from exporters.hashing.normalize import (
     WHITESPACE,
-    ascii_lower,
     normalize_email,
     normalize_external_id,
     normalize_maid,
@@ -54,12 +53,10 @@ __all__ = [
     "HashingConfigError",
     "MaidMode",
     "Profile",
-    "ascii_lower",
     "check_kinds",
     "encoded_shape",
     "get_profile",
     "hash_identifier",
-    "hash_row_chunks",
     "hash_rows",
     "is_encoded_value",
     "normalize_email",

@@ -4,31 +4,17 @@ Rows are processed in chunks and column by column: ``map`` over one column with 
 built for that (format, identifier type) keeps the per-value loop in C, and ``list.count``
 gives the drop counts without a Python-level branch per value. Memory is bounded by the
 chunk size whatever the number of rows.
-
-Two shapes of the same work: ``hash_rows`` yields one output row per input row;
-``hash_row_chunks`` yields one list of output rows per input chunk, which saves a generator
-step per row for writers that work in chunks anyway (CSV blocks, gRPC batches).
-
-Phone numbers cost tens of microseconds each in libphonenumber (pure Python), so for large
-exports with phones ``hash_row_chunks(..., processes=N)`` hashes chunks in N worker processes
-(the GIL rules out threads). The output and counts are exactly those of the serial path, in
-the same order; for cheap identifiers (email, MAID) shipping rows between processes costs
-about as much as hashing them, so the serial path is the default. Workers are spawned, not
-forked, so the program's entry module must keep its work under ``if __name__ == "__main__"``.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from operator import itemgetter
 
 from exporters.hashing.digest import phone_hasher, value_hasher
-from exporters.hashing.profiles import PHONE, HashingConfigError, get_profile
+from exporters.hashing.profiles import PHONE, HashingConfigError, Profile, get_profile
 
 DEFAULT_CHUNK_ROWS = 4096
 
@@ -54,14 +40,6 @@ class HashStats:
             for kind in self.kinds:
                 counts.setdefault(kind, 0)
 
-    def add(self, other: HashStats) -> None:
-        """Add ``other``'s counts (same kinds) to these: chunks hashed elsewhere, then merged."""
-        self.rows += other.rows
-        self.no_identifier += other.no_identifier
-        for mine, theirs in ((self.hashed, other.hashed), (self.missing, other.missing), (self.dropped, other.dropped)):
-            for kind, count in theirs.items():
-                mine[kind] = mine.get(kind, 0) + count
-
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready summary (manifest, funnel, logs): counts only, never values."""
         return {
@@ -73,10 +51,14 @@ class HashStats:
         }
 
 
+#: Hashes one column of a chunk, given the chunk's countries (read by phones only).
+ColumnHasher = Callable[[list[object], list["str | None"]], list["str | None"]]
+
+
 @dataclass(frozen=True)
 class _Plan:
     kinds: tuple[str, ...]
-    functions: tuple[tuple[bool, Callable], ...]  # (needs country, function) per kind
+    columns: tuple[ColumnHasher, ...]  # one per kind
 
     @property
     def width(self) -> int:
@@ -98,10 +80,16 @@ def check_kinds(fmt: str, kinds: Sequence[str]) -> None:
 def _plan(fmt: str, kinds: Sequence[str]) -> _Plan:
     check_kinds(fmt, kinds)
     profile = get_profile(fmt)
-    functions = tuple(
-        (True, phone_hasher(profile)) if kind == PHONE else (False, value_hasher(kind, profile)) for kind in kinds
-    )
-    return _Plan(kinds=tuple(kinds), functions=functions)
+    return _Plan(kinds=tuple(kinds), columns=tuple(_column_hasher(kind, profile) for kind in kinds))
+
+
+def _column_hasher(kind: str, profile: Profile) -> ColumnHasher:
+    """One ``map`` over the column, so that the per-value loop stays in C."""
+    if kind == PHONE:
+        phone = phone_hasher(profile)
+        return lambda column, countries: list(map(phone, column, countries))
+    value = value_hasher(kind, profile)
+    return lambda column, _countries: list(map(value, column))
 
 
 def _hash_chunk(plan: _Plan, chunk: list[tuple], stats: HashStats) -> list[tuple]:
@@ -110,10 +98,9 @@ def _hash_chunk(plan: _Plan, chunk: list[tuple], stats: HashStats) -> list[tuple
         raise ValueError(f"every row must have {width} values: one per identifier type, then the country")
     countries = list(map(itemgetter(width - 1), chunk))
     out_columns = []
-    for position, (kind, (needs_country, function)) in enumerate(zip(plan.kinds, plan.functions, strict=True)):
+    for position, (kind, hash_column) in enumerate(zip(plan.kinds, plan.columns, strict=True)):
         column = list(map(itemgetter(position), chunk))
-        values = map(function, column, countries) if needs_country else map(function, column)
-        result = list(values)
+        result = hash_column(column, countries)
         _count(stats, kind, column, result)
         out_columns.append(result)
     out_rows = list(zip(*out_columns, strict=True))
@@ -122,87 +109,25 @@ def _hash_chunk(plan: _Plan, chunk: list[tuple], stats: HashStats) -> list[tuple
     return out_rows
 
 
-def hash_row_chunks(
-    fmt: str,
-    kinds: Sequence[str],
-    chunks: Iterable[list[tuple]],
-    stats: HashStats | None = None,
-    *,
-    processes: int = 0,
-) -> Iterator[list[tuple[str | None, ...]]]:
-    """For each chunk of ``(raw per kind..., country)`` rows, the list of encoded rows.
-
-    Same contract as ``hash_rows``; the caller chooses the chunking (e.g. ``fetchmany``).
-    ``processes`` > 1 hashes up to ``2 * processes`` chunks ahead in that many worker
-    processes (worth it for phones; see the module docstring); results keep the input order.
-    """
-    plan = _plan(fmt, kinds)
-    if stats is None:
-        stats = HashStats(kinds=plan.kinds)
-    if processes > 1:
-        yield from _hash_in_processes(fmt, plan.kinds, chunks, stats, processes)
-        return
-    for chunk in chunks:
-        if chunk:
-            yield _hash_chunk(plan, chunk if isinstance(chunk, list) else list(chunk), stats)
-
-
-def _hash_in_processes(
-    fmt: str, kinds: tuple[str, ...], chunks: Iterable[list[tuple]], stats: HashStats, processes: int
-) -> Iterator[list[tuple[str | None, ...]]]:
-    # "spawn": forking a process that runs DuckDB, gRPC or logging threads can deadlock the child.
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=processes, mp_context=context)
-    pending: deque[Future[tuple[list[tuple], HashStats]]] = deque()
-    try:
-        for chunk in chunks:
-            if chunk:
-                pending.append(pool.submit(_hash_chunk_worker, fmt, kinds, list(chunk)))
-            if len(pending) >= 2 * processes:
-                yield _merged(pending.popleft(), stats)
-        while pending:
-            yield _merged(pending.popleft(), stats)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _merged(future: Future[tuple[list[tuple], HashStats]], stats: HashStats) -> list[tuple]:
-    rows, chunk_stats = future.result()
-    stats.add(chunk_stats)
-    return rows
-
-
-def _hash_chunk_worker(fmt: str, kinds: tuple[str, ...], chunk: list[tuple]) -> tuple[list[tuple], HashStats]:
-    """One chunk in a worker process (module-level so that it pickles by name)."""
-    stats = HashStats(kinds=kinds)
-    return _hash_chunk(_plan(fmt, kinds), chunk, stats), stats
-
-
 def hash_rows(
     fmt: str,
     kinds: Sequence[str],
     rows: Iterable[tuple],
     stats: HashStats | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    *,
-    processes: int = 0,
 ) -> Iterator[tuple[str | None, ...]]:
     """Yield, for each ``(raw per kind..., country)`` row, the encoded values (``None`` = none).
 
     Output rows line up one-to-one with input rows. Pass a ``HashStats(kinds=...)`` to get
     the hashed / missing / dropped counts; it is complete once the iterator is exhausted.
     Raises ``HashingConfigError`` (before reading any row) for a format/type mismatch, and
-    ``ValueError`` for a row of the wrong width. ``processes``: as for ``hash_row_chunks``.
+    ``ValueError`` for a row of the wrong width.
     """
     plan = _plan(fmt, kinds)
     if stats is None:
         stats = HashStats(kinds=plan.kinds)
     iterator = iter(rows)
     chunks = iter(lambda: list(islice(iterator, chunk_rows)), [])
-    if processes > 1:
-        for chunk in _hash_in_processes(fmt, plan.kinds, chunks, stats, processes):
-            yield from chunk
-        return
     for chunk in chunks:
         yield from _hash_chunk(plan, chunk, stats)
 

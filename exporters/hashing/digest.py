@@ -65,7 +65,7 @@ def _maid_hasher(profile: Profile) -> ValueHasher:
     if profile.maid is MaidMode.PLAIN:
 
         def plain_maid(raw: object) -> str | None:
-            return normalize(raw) if raw else None  # type: ignore[arg-type]
+            return normalize(raw) if raw else None
 
         return plain_maid
     sha256 = hashlib.sha256
@@ -75,7 +75,7 @@ def _maid_hasher(profile: Profile) -> ValueHasher:
     def hash_maid(raw: object) -> str | None:
         if not raw:
             return None
-        s = normalize(raw)  # type: ignore[arg-type]
+        s = normalize(raw)
         if s is None:
             return None
         # A normalized MAID is ASCII: encoding cannot fail. Digest inlined (hot path).
@@ -92,7 +92,7 @@ def _external_id_hasher(profile: Profile) -> ValueHasher:
     def hash_external_id(raw: object) -> str | None:
         if raw is None or raw == "":
             return None
-        s = normalize(raw)  # type: ignore[arg-type]
+        s = normalize(raw)
         return None if s is None else encode(s)
 
     return hash_external_id
@@ -103,7 +103,7 @@ def value_hasher(kind: str, profile: Profile) -> ValueHasher:
     """``raw -> encoded | None`` for email, maid or external_id (``require`` checked first)."""
     profile.require(kind)
     if kind == EMAIL:
-        return email_function(profile, profile.encoding)  # type: ignore[return-value]
+        return email_function(profile, profile.encoding)
     if kind == MAID:
         return _maid_hasher(profile)
     if kind == EXTERNAL_ID:
@@ -122,7 +122,7 @@ def phone_hasher(profile: Profile) -> PhoneHasher:
     def hash_phone(raw: object, country: str | None) -> str | None:
         if raw is None or raw == "":
             return None
-        s = e164(raw if raw.__class__ is str else str(raw), country)  # type: ignore[arg-type]
+        s = e164(raw if raw.__class__ is str else str(raw), country)
         if s is None:
             return None
         return encode(s if keep_plus else s[1:])

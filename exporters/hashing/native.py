@@ -30,13 +30,14 @@ from typing import Any
 from exporters.hashing.identifier import BASE64_SHAPE, HEX_SHAPE, PLAIN_MAID_SHAPE, EncodedShape, encoded_shape
 from exporters.hashing.profiles import EMAIL, EXTERNAL_ID, MAID, get_profile
 
+#: Whether the native encoder was built into this installation (``_native`` exists only then).
+AVAILABLE: bool
 try:
     from exporters.hashing import _native
 except ImportError:  # built without a C compiler or OpenSSL headers: hash in the warehouse
-    _native = None
-
-#: Whether the native encoder was built into this installation.
-AVAILABLE: bool = _native is not None
+    AVAILABLE = False
+else:
+    AVAILABLE = True
 
 
 class CellEncoding(enum.IntEnum):
@@ -144,7 +145,7 @@ def encode_lines(rows: int, columns: Sequence[ArrowStringColumn], cells: Sequenc
     Missing and invalid values are empty cells; a row without any valid value gets no line. A
     malformed column raises ``ValueError`` (naming the column, never a value).
     """
-    if _native is None:
+    if not AVAILABLE:
         raise NativeEncoderMissing("the native encoder was not built in this installation")
     if len(columns) != len(cells):
         raise ValueError("one cell rule per column")

@@ -43,12 +43,8 @@ _DROP_WS_TABLE = str.maketrans("", "", WHITESPACE)
 _is_uuid = re.compile(UUID_PATTERN).fullmatch
 _E164 = phonenumbers.PhoneNumberFormat.E164
 
-EmailFunction = Callable[[str], "str | None"]
-
-
-def ascii_lower(value: str) -> str:
-    """Lowercase A-Z only (see the module docstring for why not ``str.lower``)."""
-    return value.lower() if value.isascii() else value.translate(_LOWER_TABLE)
+#: Takes a warehouse cell: text, ``None``, or any other value (read in its text form).
+EmailFunction = Callable[[object], "str | None"]
 
 
 @cache
@@ -70,10 +66,10 @@ def email_function(profile: Profile, encoding: Encoding | None = None) -> EmailF
     sha256 = hashlib.sha256
     b2a = binascii.b2a_base64
 
-    def email(raw: str) -> str | None:
+    def email(raw: object) -> str | None:
         if not raw:
             return None
-        s = raw.strip(ws)
+        s = (raw if raw.__class__ is str else str(raw)).strip(ws)
         # Cheap pre-check (tab, LF, CR, VT and FF are not printable); translate is rare.
         if drop_inner_ws and (" " in s or not s.isprintable()):
             s = s.translate(drop_ws_table)
@@ -103,7 +99,7 @@ def email_function(profile: Profile, encoding: Encoding | None = None) -> EmailF
 
 def normalize_email(raw: str | None, fmt: str) -> str | None:
     """The normalized email under format ``fmt``, or ``None`` if missing or invalid."""
-    return email_function(get_profile(fmt))(raw)  # type: ignore[arg-type]
+    return email_function(get_profile(fmt))(raw)
 
 
 @lru_cache(maxsize=PHONE_CACHE_SIZE)
@@ -137,12 +133,13 @@ def normalize_phone(raw: str | int | None, country: str | None, fmt: str) -> str
     return e164[1:]
 
 
-def maid_normalizer(raw: str | uuid.UUID) -> str | None:
+def maid_normalizer(raw: object) -> str | None:
     """Lowercase UUID form of an IDFA / AAID; ``None`` if not a UUID or the all-zero id.
 
     The all-zero id is what iOS reports when the user limited ad tracking: it identifies no
     one, and sending it would merge every such device into one "member". ``uuid.UUID``
-    values (a PostgreSQL ``uuid`` column) are taken in their text form.
+    values (a PostgreSQL ``uuid`` column), like any other non-text cell, are taken in their
+    text form.
     """
     s = (raw if isinstance(raw, str) else str(raw)).strip(WHITESPACE)
     if not s.isascii():
@@ -159,8 +156,9 @@ def normalize_maid(raw: str | uuid.UUID | None, fmt: str) -> str | None:
     return None if raw is None else maid_normalizer(raw)
 
 
-def external_id_normalizer(raw: str | int) -> str | None:
-    """Trimmed external id (ints are written in decimal); ``None`` when blank."""
+def external_id_normalizer(raw: object) -> str | None:
+    """Trimmed external id (ints are written in decimal, any other cell in its text form);
+    ``None`` when blank."""
     s = (raw if isinstance(raw, str) else str(raw)).strip(WHITESPACE)
     return s or None
 

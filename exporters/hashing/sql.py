@@ -57,7 +57,7 @@ from exporters.hashing.profiles import (
 SQL_DIALECTS: tuple[str, ...] = ("duckdb", "postgres")
 
 
-def sql_hashed_expression(kind: str, column: exp.Expression, fmt: str, dialect: str) -> exp.Expression | None:
+def sql_hashed_expression(kind: str, column: exp.Expr, fmt: str, dialect: str) -> exp.Expr | None:
     """An expression giving the same value (or NULL) as the Python path, or ``None``.
 
     ``None`` means "hash this identifier in Python": phones, and dialects other than
@@ -81,45 +81,45 @@ def _str(value: str) -> exp.Literal:
     return exp.Literal.string(value)
 
 
-def _call(name: str, *args: exp.Expression) -> exp.Anonymous:
+def _call(name: str, *args: exp.Expr) -> exp.Anonymous:
     return exp.Anonymous(this=name, expressions=list(args))
 
 
-def _whitespace() -> exp.Expression:
+def _whitespace() -> exp.Expr:
     """The ASCII whitespace set as ``CHR(32) || CHR(9) || ...``.
 
     Spelled with ``CHR`` so the rendered SQL holds no raw control characters (a CR or VT
     inside a literal is easily mangled by tools that touch the SQL text); both engines fold
     the constant once per query.
     """
-    chars: list[exp.Expression] = [_call("CHR", exp.Literal.number(ord(c))) for c in WHITESPACE]
+    chars: list[exp.Expr] = [_call("CHR", exp.Literal.number(ord(c))) for c in WHITESPACE]
     joined = chars[0]
     for char in chars[1:]:
         joined = exp.DPipe(this=joined, expression=char)
     return exp.Paren(this=joined)
 
 
-def _trim_ws(value: exp.Expression) -> exp.Expression:
+def _trim_ws(value: exp.Expr) -> exp.Expr:
     return exp.Trim(this=value, expression=_whitespace())
 
 
-def _translate(value: exp.Expression, source: exp.Expression, target: str) -> exp.Expression:
+def _translate(value: exp.Expr, source: exp.Expr, target: str) -> exp.Expr:
     return _call("TRANSLATE", value, source, _str(target))
 
 
-def _split_part(value: exp.Expression, delimiter: str, index: int) -> exp.Expression:
+def _split_part(value: exp.Expr, delimiter: str, index: int) -> exp.Expr:
     return _call("SPLIT_PART", value.copy(), _str(delimiter), exp.Literal.number(index))
 
 
-def _like(value: exp.Expression, pattern: str) -> exp.Expression:
+def _like(value: exp.Expr, pattern: str) -> exp.Expr:
     return exp.Like(this=value.copy(), expression=_str(pattern))
 
 
-def _text(value: exp.Expression) -> exp.Expression:
+def _text(value: exp.Expr) -> exp.Expr:
     return exp.cast(value, exp.DataType.Type.TEXT)
 
 
-def _digest(value: exp.Expression, encoding: Encoding, dialect: str) -> exp.Expression:
+def _digest(value: exp.Expr, encoding: Encoding, dialect: str) -> exp.Expr:
     """SHA-256 of the UTF-8 bytes of ``value``, hex (lowercase) or base64 encoded."""
     if dialect == "duckdb":
         hex_digest = _call("SHA256", value.copy())
@@ -130,14 +130,14 @@ def _digest(value: exp.Expression, encoding: Encoding, dialect: str) -> exp.Expr
     return _call("ENCODE", digest, _str("hex" if encoding is Encoding.HEX else "base64"))
 
 
-def _is_ascii(value: exp.Expression, dialect: str) -> exp.Expression:
+def _is_ascii(value: exp.Expr, dialect: str) -> exp.Expr:
     """Byte length equals character length: the text is pure ASCII (cheap in both engines)."""
     if dialect == "duckdb":
         return exp.EQ(this=_call("STRLEN", value.copy()), expression=_call("LENGTH", value.copy()))
     return exp.EQ(this=_call("OCTET_LENGTH", value.copy()), expression=_call("CHAR_LENGTH", value.copy()))
 
 
-def _trimmed(column: exp.Expression, dialect: str) -> exp.Expression:
+def _trimmed(column: exp.Expr, dialect: str) -> exp.Expr:
     """Trim ASCII whitespace; DuckDB trims only values that may have some at an edge.
 
     The guard: the value sorts below ``!`` (its first byte is at most a space), or ends in
@@ -150,17 +150,17 @@ def _trimmed(column: exp.Expression, dialect: str) -> exp.Expression:
     return exp.Case(ifs=[exp.If(this=_may_have_edge_ws(column), true=_trim_duckdb(column))], default=column.copy())
 
 
-def _may_have_edge_ws(column: exp.Expression) -> exp.Expression:
+def _may_have_edge_ws(column: exp.Expr) -> exp.Expr:
     """DuckDB: true for every value with ASCII whitespace at an edge (and for a few without)."""
     first_byte_at_most_space = exp.LT(this=column.copy(), expression=_str("!"))
     return exp.or_(first_byte_at_most_space, _call("REGEXP_MATCHES", column.copy(), _str(r"[\t-\r ]$")))
 
 
-def _trim_duckdb(column: exp.Expression) -> exp.Expression:
+def _trim_duckdb(column: exp.Expr) -> exp.Expr:
     return _call("REGEXP_REPLACE", column.copy(), _str(r"^[\t-\r ]+|[\t-\r ]+$"), _str(""), _str("g"))
 
 
-def _without_ws(column: exp.Expression, dialect: str) -> exp.Expression:
+def _without_ws(column: exp.Expr, dialect: str) -> exp.Expr:
     """Delete ASCII whitespace anywhere (the ``google`` email rule)."""
     if dialect != "duckdb":
         return _call("TRANSLATE", column.copy(), _whitespace(), _str(""))
@@ -169,7 +169,7 @@ def _without_ws(column: exp.Expression, dialect: str) -> exp.Expression:
     return exp.Case(ifs=[exp.If(this=has_ws, true=removed)], default=column.copy())
 
 
-def _ascii_lower(raw: exp.Expression, cleaned: exp.Expression, dialect: str) -> exp.Expression:
+def _ascii_lower(raw: exp.Expr, cleaned: exp.Expr, dialect: str) -> exp.Expr:
     """A-Z to a-z on ``cleaned`` (``raw`` with ASCII whitespace removed: same ASCII-ness).
 
     PostgreSQL always uses TRANSLATE (``LOWER`` depends on the database ctype). DuckDB's
@@ -184,13 +184,13 @@ def _ascii_lower(raw: exp.Expression, cleaned: exp.Expression, dialect: str) -> 
     )
 
 
-def _full_match(value: exp.Expression, pattern: str, dialect: str) -> exp.Expression:
+def _full_match(value: exp.Expr, pattern: str, dialect: str) -> exp.Expr:
     if dialect == "duckdb":
         return _call("REGEXP_FULL_MATCH", value.copy(), _str(pattern))
     return exp.RegexpLike(this=value.copy(), expression=_str(f"^{pattern}$"))
 
 
-def _gmail_normalized(lowered: exp.Expression, profile: Profile) -> exp.Expression:
+def _gmail_normalized(lowered: exp.Expr, profile: Profile) -> exp.Expr:
     """Apply the profile's gmail rule to the local part when the domain is one it names."""
     if not profile.gmail_domains:
         return lowered
@@ -207,7 +207,7 @@ def _gmail_normalized(lowered: exp.Expression, profile: Profile) -> exp.Expressi
     return exp.Case(ifs=[exp.If(this=is_gmail, true=rebuilt)], default=lowered.copy())
 
 
-def _email(column: exp.Expression, profile: Profile, dialect: str) -> exp.Expression:
+def _email(column: exp.Expr, profile: Profile, dialect: str) -> exp.Expr:
     if dialect == "duckdb" and not profile.gmail_domains and not profile.email_drop_inner_whitespace:
         return _email_trim_lower_duckdb(column, profile)
     drop_all_ws = profile.email_drop_inner_whitespace
@@ -219,7 +219,7 @@ def _email(column: exp.Expression, profile: Profile, dialect: str) -> exp.Expres
     return exp.Case(ifs=[exp.If(this=valid, true=_digest(normalized, profile.encoding, dialect))])
 
 
-def _email_trim_lower_duckdb(column: exp.Expression, profile: Profile) -> exp.Expression:
+def _email_trim_lower_duckdb(column: exp.Expr, profile: Profile) -> exp.Expr:
     """``sha256``/``meta`` emails in DuckDB: validity read off the raw value, text built once.
 
     Trimming and ASCII lower-casing neither add nor move an ``@`` or a ``.``, so the
@@ -237,7 +237,7 @@ def _email_trim_lower_duckdb(column: exp.Expression, profile: Profile) -> exp.Ex
     return _digest(exp.Case(ifs=[exp.If(this=valid, true=normalized)]), profile.encoding, "duckdb")
 
 
-def _maid(column: exp.Expression, profile: Profile, dialect: str) -> exp.Expression:
+def _maid(column: exp.Expr, profile: Profile, dialect: str) -> exp.Expr:
     if dialect == "duckdb":
         return _maid_duckdb(column, profile)
     text = _text(column)
@@ -247,13 +247,13 @@ def _maid(column: exp.Expression, profile: Profile, dialect: str) -> exp.Express
         exp.NEQ(this=lowered.copy(), expression=_str(ZERO_MAID)),
     )
     if profile.maid is MaidMode.PLAIN:
-        value: exp.Expression = lowered.copy()
+        value: exp.Expr = lowered.copy()
     else:
         value = _digest(lowered, profile.encoding, dialect)
     return exp.Case(ifs=[exp.If(this=valid, true=value)])
 
 
-def _maid_duckdb(column: exp.Expression, profile: Profile) -> exp.Expression:
+def _maid_duckdb(column: exp.Expr, profile: Profile) -> exp.Expr:
     """MAIDs in DuckDB: the UUID shape is checked on the raw value, so the text is built once.
 
     A raw value is a UUID with ASCII whitespace around it (hex digits in either case) exactly
@@ -271,7 +271,7 @@ def _maid_duckdb(column: exp.Expression, profile: Profile) -> exp.Expression:
     return _digest(value, profile.encoding, "duckdb")
 
 
-def _external_id(column: exp.Expression, profile: Profile, dialect: str) -> exp.Expression:
+def _external_id(column: exp.Expr, profile: Profile, dialect: str) -> exp.Expr:
     if dialect == "duckdb":  # one use of the trimmed text: NULLIF makes blank missing
         blank_is_null = exp.Nullif(this=_trimmed(_text(column), dialect), expression=_str(""))
         return _digest(blank_is_null, profile.encoding, dialect)

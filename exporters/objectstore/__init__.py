@@ -65,7 +65,7 @@ def open_store(
             parts.netloc,
             unquote(parts.path),
             endpoint_url=endpoint_url,
-            sse=sse,  # type: ignore[arg-type]  # S3Store validates the value
+            sse=sse,
             kms_key_id=kms_key_id,
             **s3_options,
         )

@@ -83,10 +83,6 @@ class ObjectStore(Protocol):
         """Size and recorded digest of ``key``, or ``None`` when it does not exist."""
         ...
 
-    def get_bytes(self, key: str) -> bytes:
-        """The whole object; raises ``ObjectNotFoundError`` when absent."""
-        ...
-
     def iter_bytes(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """The object as a stream of chunks, so large parts can be read in flat memory."""
         ...

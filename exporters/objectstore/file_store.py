@@ -143,9 +143,6 @@ class FileStore:
             raise self._os_error("head", key, exc) from exc
         return ObjectInfo(size=size, sha256=digest)
 
-    def get_bytes(self, key: str) -> bytes:
-        return b"".join(self.iter_bytes(key))
-
     def iter_bytes(self, key: str, chunk_size: int = _CHUNK) -> Iterator[bytes]:
         path = self._path(key)
         try:
@@ -171,7 +168,7 @@ class FileStore:
         start = self.root.joinpath(*folder.split("/")) if folder else self.root
         if not start.is_dir() or not start.resolve().is_relative_to(self.root.resolve()):
             return []
-        keys = []
+        keys: list[str] = []
         for directory, _dirs, files in os.walk(start):
             relative = Path(directory).relative_to(self.root).as_posix()
             base = "" if relative == "." else f"{relative}/"

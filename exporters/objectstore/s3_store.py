@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import boto3
 import structlog
@@ -33,7 +33,7 @@ log = structlog.get_logger()
 
 MiB = 1024 * 1024
 SseMode = Literal["AES256", "aws:kms"]
-_SSE_MODES = ("AES256", "aws:kms")
+_SSE_MODES: tuple[SseMode, ...] = get_args(SseMode)
 _CONTENT_TYPES = {".gz": "application/gzip", ".json": "application/json"}
 
 
@@ -49,6 +49,13 @@ def _content_type(key: str) -> str:
     return _CONTENT_TYPES.get(Path(key).suffix, "application/octet-stream")
 
 
+def _sse_mode(sse: str | None) -> SseMode | None:
+    """The configured server-side encryption, checked (config files hold plain strings)."""
+    if sse is None or sse in _SSE_MODES:
+        return sse
+    raise ValueError(f"sse must be one of {', '.join(_SSE_MODES)}, not {sse!r}")
+
+
 class S3Store:
     """An ObjectStore over one bucket and key prefix; credentials come from boto3's chain."""
 
@@ -59,7 +66,7 @@ class S3Store:
         *,
         endpoint_url: str | None = None,
         region: str | None = None,
-        sse: SseMode | None = None,
+        sse: str | None = None,
         kms_key_id: str | None = None,
         multipart_threshold: int = 8 * MiB,
         multipart_chunksize: int = 8 * MiB,
@@ -69,13 +76,11 @@ class S3Store:
     ) -> None:
         if not bucket:
             raise ValueError("an S3 destination needs a bucket name")
-        if sse is not None and sse not in _SSE_MODES:
-            raise ValueError(f"sse must be one of {', '.join(_SSE_MODES)}, not {sse!r}")
-        if kms_key_id is not None and sse != "aws:kms":
+        self.sse = _sse_mode(sse)
+        if kms_key_id is not None and self.sse != "aws:kms":
             raise ValueError('kms_key_id requires sse = "aws:kms"')
         self.bucket = bucket
         self.prefix = _normalize_prefix(prefix)
-        self.sse = sse
         self.kms_key_id = kms_key_id
         self.policy = RetryPolicy(
             max_attempts=max_attempts, initial_wait=backoff_initial, max_wait=backoff_max
@@ -169,14 +174,6 @@ class S3Store:
             size=int(response["ContentLength"]),
             sha256=metadata.get(SHA256_METADATA),
             metadata=metadata,
-        )
-
-    def get_bytes(self, key: str) -> bytes:
-        full_key = self._full_key(key)
-        return self._call(
-            "get",
-            key,
-            lambda: self.client.get_object(Bucket=self.bucket, Key=full_key)["Body"].read(),
         )
 
     def iter_bytes(self, key: str, chunk_size: int = MiB) -> Iterator[bytes]:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
 
@@ -187,7 +188,7 @@ def test_holdout_is_the_documented_hash(project: Path) -> None:
     assert [int(x) for x in out.stdout.split()] == expected
 
 
-def test_destinations_asking_the_same_question_share_one_query(tmp_path: Path) -> None:
+def test_destinations_asking_the_same_question_share_one_query(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`ads_copy` differs from `ads` only in where it writes and its min_size."""
     from audience.consented import funnels
     from audience.project import load_project
@@ -199,7 +200,12 @@ def test_destinations_asking_the_same_question_share_one_query(tmp_path: Path) -
         try:
             sent: list[str] = []
             query = p.warehouse.query
-            p.warehouse.query = lambda sql, params=(): sent.append(sql) or query(sql, params)  # type: ignore[method-assign]
+
+            def recorded(sql: str, params: Sequence[object] = ()) -> list[tuple]:
+                sent.append(sql)
+                return query(sql, params)
+
+            monkeypatch.setattr(p.warehouse, "query", recorded)
             result = funnels(p, "everyone", ["ads", "ads_copy", "ads_and_sale"], AS_OF)
         finally:
             p.close()

@@ -8,10 +8,14 @@ import io
 import struct
 import threading
 import zlib
+from typing import TYPE_CHECKING
 
 import pytest
 
 from exporters.gzip_blocks import GZIP_HEADER, ParallelGzipWriter
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 BLOCKS = [hashlib.sha256(str(i).encode()).hexdigest().encode() * (10_000 + i) for i in range(12)]
 
@@ -74,10 +78,10 @@ def test_empty_blocks_change_nothing() -> None:
 class FullDisk(io.BytesIO):
     """Takes the gzip header, then fails every write."""
 
-    def write(self, data: object) -> int:  # type: ignore[override]
+    def write(self, data: Buffer) -> int:
         if self.tell():
             raise OSError("No space left on device")
-        return super().write(data)  # type: ignore[arg-type]
+        return super().write(data)
 
 
 def test_abort_and_a_failing_target_stop_the_threads() -> None:

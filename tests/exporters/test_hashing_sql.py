@@ -87,7 +87,7 @@ TRICKY = [
 def python_values(kind: str, fmt: str, values: list[object]) -> list[str | None]:
     out = []
     for value in values:
-        result = hash_identifier(kind, value, fmt)  # type: ignore[arg-type]
+        result = hash_identifier(kind, value, fmt)  # type: ignore[arg-type]  # typed warehouse cells, on purpose
         out.append(None if result is None else result.value)
     return out
 

@@ -250,9 +250,9 @@ def test_malformed_buffers_and_specs_are_refused_not_read() -> None:
     with pytest.raises(ValueError, match="one cell rule per column"):
         native.encode_lines(2, [good], [AS_IS_HEX, AS_IS_HEX])
     with pytest.raises(ValueError, match="unknown encoding 7"):
-        native.encode_lines(2, [good], [CellRule(Rule.EMAIL, 7)])  # type: ignore[arg-type]
+        native.encode_lines(2, [good], [CellRule(Rule.EMAIL, 7)])  # type: ignore[arg-type]  # an unknown encoding, on purpose
     with pytest.raises(ValueError, match="unknown rule 9"):
-        native.encode_lines(2, [good], [CellRule(9, HEX)])  # type: ignore[arg-type]
+        native.encode_lines(2, [good], [CellRule(9, HEX)])  # type: ignore[arg-type]  # an unknown rule, on purpose
     for huge in (2**63 - 1, 2**62):  # sums that would overflow must not pass the bounds check
         with pytest.raises(ValueError, match="shorter than"):
             native.encode_lines(1, [ArrowStringColumn(False, None, good.offsets, good.data, huge)], [AS_IS_HEX])
