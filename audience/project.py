@@ -8,19 +8,20 @@ warehouse once, parses every `.aud` file and checks them together.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from audience.config import ConfigError, ProjectConfig, load_config
+from audience.config import CONFIG_FILE, OUTSIDE_PROJECT, ConfigError, ConfigReporter, ProjectConfig, load_config
 from audience.errors import UserError
-from audience.warehouse import Warehouse, connect
+from audience.warehouse import Warehouse, WarehouseNotFound, connect
 from consent_filter.sensitive import category_problem
 from dsl import ast
 from dsl.catalog import Catalog, Column, EventSource, SensitiveValues, Table, kind_of
 from dsl.checker import check_project
-from dsl.diagnostics import Diagnostic, Span, sort_diagnostics
+from dsl.diagnostics import NO_SPAN, Diagnostic, Span, sort_diagnostics
 from dsl.parser import parse
 
 CONSENT_COLUMNS = ("profile_key", "purpose", "status", "updated_at", "expires_at", "source")
@@ -90,10 +91,52 @@ class UnknownAudience(UserError):
     """The user named an audience the project does not define (exit status 1)."""
 
 
-def find_audience_files(config: ProjectConfig) -> list[Path]:
-    if not config.audiences_dir.is_dir():
-        return []
-    return sorted(p for p in config.audiences_dir.rglob("*.aud") if p.is_file())
+def find_audience_files(config: ProjectConfig) -> tuple[list[Path], list[Diagnostic]]:
+    """Every `.aud` file under the audiences folder, in a stable order, and the files refused.
+
+    Symlinks are followed while they stay inside the project folder (a file reached twice is
+    read once, a folder loop is cut); a symlinked `.aud` file or folder that leads out of the
+    project is an E408 error: definitions are reviewed in the project's git, not elsewhere.
+    """
+    root = config.root.resolve()
+    found: dict[Path, Path] = {}  # resolved path -> the path it was first reached by
+    refused: list[Diagnostic] = []
+    walked: set[Path] = set()
+
+    def walk(folder: Path) -> None:
+        real = folder.resolve()
+        if real in walked:
+            return
+        walked.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as err:
+            refused.append(Diagnostic(config.relative(folder), NO_SPAN, "E101",
+                                      f"cannot read the folder {folder}: {err.strerror}"))
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            is_dir = entry.is_dir()
+            if not is_dir and not entry.name.endswith(".aud"):
+                continue
+            if entry.is_symlink() and not path.resolve().is_relative_to(root):
+                refused.append(_outside(config, path, is_dir))
+            elif is_dir:
+                walk(path)
+            elif entry.is_file():
+                found.setdefault(path.resolve(), path)
+
+    if config.audiences_dir.is_dir():
+        walk(config.audiences_dir)
+    return sorted(found.values()), refused
+
+
+def _outside(config: ProjectConfig, link: Path, is_dir: bool) -> Diagnostic:
+    what = "folder" if is_dir else "file"
+    shown = link.relative_to(config.root).as_posix() if link.is_relative_to(config.root) else str(link)
+    return Diagnostic(shown, NO_SPAN, OUTSIDE_PROJECT,
+                      f"this {what} is a symlink to {link.resolve()}, outside the project folder; audience "
+                      "definitions must live inside the project (copy it in, or link within the project)")
 
 
 def load_project(project_dir: Path | str, *, warehouse: Warehouse | None = None) -> Project:
@@ -101,8 +144,8 @@ def load_project(project_dir: Path | str, *, warehouse: Warehouse | None = None)
     config = load_config(Path(project_dir))
     audiences: list[ast.Audience] = []
     sources: dict[str, str] = {}
-    diags: list[Diagnostic] = []
-    for path in find_audience_files(config):
+    paths, diags = find_audience_files(config)
+    for path in paths:
         rel = config.relative(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -111,17 +154,28 @@ def load_project(project_dir: Path | str, *, warehouse: Warehouse | None = None)
                 Diagnostic(rel, Span(1, 1, 1, 1), "E101", f"file is not valid UTF-8 ({err.reason} at byte {err.start})")
             )
             continue
+        except OSError as err:
+            diags.append(Diagnostic(rel, NO_SPAN, "E101", f"cannot read the file: {err.strerror}"))
+            continue
         sources[rel] = text
         result = parse(text, rel)
         diags.extend(result.diagnostics)
         audiences.extend(result.audiences)
-    wh = warehouse or connect(config.warehouse.url, config.root)
+    wh = warehouse or _connect(config)
     catalog = build_catalog(config, wh)
     diags.extend(check_project(audiences, catalog, config.destinations))
     by_name: dict[str, ast.Audience] = {}
     for aud in audiences:
         by_name.setdefault(aud.name, aud)
     return Project(config, by_name, sources, sort_diagnostics(diags), catalog, wh)
+
+
+def _connect(config: ProjectConfig) -> Warehouse:
+    """The project's warehouse; a DuckDB file that is not there is a diagnostic of `warehouse.url`."""
+    try:
+        return connect(config.warehouse.url, config.root)
+    except WarehouseNotFound as err:
+        raise ConfigError(_config_diags(config, [("warehouse.url", err.problem)], code="E406")) from None
 
 
 def build_catalog(config: ProjectConfig, wh: Warehouse) -> Catalog:
@@ -223,10 +277,8 @@ def _table(name: str, cols: dict[str, str], config: ProjectConfig) -> Table:
     )
 
 
-def _config_diags(config: ProjectConfig, problems: list[tuple[str, str]]) -> list[Diagnostic]:
-    from audience.config import ConfigReporter
-
-    rep = ConfigReporter("audience.toml", config.file.read_text(encoding="utf-8"))
+def _config_diags(config: ProjectConfig, problems: list[tuple[str, str]], code: str = "E407") -> list[Diagnostic]:
+    rep = ConfigReporter(CONFIG_FILE, config.file.read_text(encoding="utf-8"))
     for path, message in problems:
-        rep.error(path, message, code="E407")
+        rep.error(path, message, code=code)
     return rep.diags

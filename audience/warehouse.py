@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from audience.errors import OperationalError
+from audience.config import CONFIG_FILE, resolve_path
+from audience.errors import OperationalError, UserError
 
 if TYPE_CHECKING:  # only where blocks are read: exporters' modules cost start-up time
     from exporters.line_blocks import LineBlock
@@ -288,15 +289,46 @@ class PostgresWarehouse:
             self._all.clear()
 
 
+class WarehouseNotFound(UserError):
+    """`[warehouse] url` names a DuckDB file that is not there (exit status 1, the user's input).
+
+    Opening it would create an empty database and every table would then look missing; only
+    `audience init` and `audience demo` create a warehouse.
+    """
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{CONFIG_FILE}: warehouse.url: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+def duckdb_path(url: str, root: Path) -> Path | None:
+    """The database file of a `duckdb://` url (relative paths under the project root); None
+    for an in-memory database or another engine's url."""
+    if not url.startswith("duckdb://"):
+        return None
+    rest = url[len("duckdb://"):]
+    path = rest[1:] if rest.startswith("/") else rest
+    if path in ("", ":memory:"):
+        return None
+    return resolve_path(path, root)
+
+
 def connect(url: str, root: Path) -> Warehouse:
-    """Open the warehouse named by `[warehouse] url`; relative DuckDB paths use the project root."""
+    """Open the warehouse named by `[warehouse] url`; relative DuckDB paths use the project root.
+
+    An existing DuckDB file is opened, never created: a mistyped path is a WarehouseNotFound.
+    """
     if url.startswith("duckdb://"):
-        rest = url[len("duckdb://"):]
-        path = rest[1:] if rest.startswith("/") else rest
-        if path in ("", ":memory:"):
+        path = duckdb_path(url, root)
+        if path is None:
             return DuckDBWarehouse(":memory:")
-        p = Path(path)
-        return DuckDBWarehouse(str(p if p.is_absolute() else root / p))
+        if path.is_dir():
+            raise WarehouseNotFound(path, f"{path} is a folder, not a DuckDB database file")
+        if not path.is_file():
+            raise WarehouseNotFound(path, f"there is no DuckDB database at {path} (only `audience init` and "
+                                          "`audience demo` create one; check the path)")
+        return DuckDBWarehouse(str(path))
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresWarehouse(url)
     scheme = url.split(":", 1)[0]

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from audience.config import CONFIG_FILE, resolve_path, state_url_problem
 from audience.errors import OperationalError, UserError
 from audience.runs.model import RunRecord
 
@@ -84,16 +85,48 @@ class StateStore:
     def __init__(self, url: str, root: Path) -> None:
         self.url = url
         self._local = threading.local()
+        if (problem := state_url_problem(url)) is not None:
+            raise UserError(f"{CONFIG_FILE}: state.url: {problem}")
         if url.startswith("sqlite:///"):
-            path = Path(url[len("sqlite:///"):])
-            self.path = path if path.is_absolute() else root / path
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path = resolve_path(url[len("sqlite:///"):], root)
             self.kind = "sqlite"
-        elif url.startswith(("postgresql://", "postgres://")):
-            self.kind = "postgres"
+            self._open_sqlite()
         else:
-            raise UserError(f'[state] url "{url.split(":", 1)[0]}:..." is not supported; use sqlite:///path or postgresql://...')
-        self._create_tables()
+            self.kind = "postgres"
+            self._open_postgres()
+
+    def _open_sqlite(self) -> None:
+        """Create the file and its tables; a path that cannot hold them is the user's to fix
+        (exit 1, naming the path), while a database busy past the timeout is operational."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            blocker = next((p for p in self.path.parents if p.exists()), None)
+            reason = f"{blocker} is not a folder" if blocker and not blocker.is_dir() else err.strerror or str(err)
+            raise self._unusable(f"cannot create its folder: {reason}") from None
+        try:
+            self._create_tables()
+        except sqlite3.OperationalError as err:
+            if "locked" in str(err) or "busy" in str(err):
+                raise OperationalError(f"the state database {self.path} is busy: {err}") from None
+            raise self._unusable(str(err)) from None
+        except sqlite3.DatabaseError as err:  # e.g. "file is not a database"
+            raise self._unusable(str(err)) from None
+        except OSError as err:
+            raise self._unusable(err.strerror or str(err)) from None
+
+    def _unusable(self, reason: str) -> UserError:
+        self.close()
+        return UserError(f"{CONFIG_FILE}: state.url: cannot use {self.path} as the state database ({reason})")
+
+    def _open_postgres(self) -> None:
+        import psycopg
+
+        try:
+            self._create_tables()
+        except psycopg.Error as err:
+            self.close()
+            raise OperationalError(f"cannot create the state tables: {str(err).strip().splitlines()[0]}") from None
 
     def _create_tables(self) -> None:
         """Create the tables once, in the first schema of PostgreSQL's search_path.
