@@ -13,6 +13,15 @@ from dsl import ast
 from dsl.catalog import BOOLEAN, DATE, NUMBER, STRING, TIMESTAMP, TIMESTAMPTZ, Catalog, Table
 from dsl.diagnostics import Diagnostic, Span, did_you_mean
 from dsl.parser import parse_iso_datetime
+from dsl.privacy import (
+    KeyColumns,
+    ListedHit,
+    ProfileListedValues,
+    comparisons_of,
+    identifier_measure_message,
+    identifier_test_message,
+    listed_value_hits,
+)
 
 TEMPORAL = (DATE, TIMESTAMP, TIMESTAMPTZ)
 
@@ -22,15 +31,19 @@ class SensitiveUse:
     """One way an audience touches sensitive data, kept to report paths through memberships."""
 
     what: str  # e.g. 'column "fans.religion"'
-    category: str
+    category: str | None  # None: a test of an identifier or of the key, not a data category
     span: Span
     file: str
+
+    def reached(self) -> str:
+        return f"sensitive data ({self.category})" if self.category else "a use of the profile key or an identifier"
 
 
 @dataclass
 class _Scope:
     table: Table
     label: str  # 'profile table "fans"' or 'event "stream" (table "streams")'
+    keys: KeyColumns  # the columns that may only be tested for null
 
 
 @dataclass
@@ -68,10 +81,46 @@ def check_project(
         direct[aud.name] = checker.sensitive
         diags.extend(_check_syncs(aud, dest_names))
     graph = _walk(by_name)
+    diags.extend(_profile_listed_values(catalog, by_name, duplicates, graph, direct))
     diags.extend(_check_cycles(graph))
     diags.extend(_sensitive_through_membership(by_name, direct, graph))
     diags.extend(_check_depth(by_name, graph))
     return diags
+
+
+def _profile_listed_values(catalog: Catalog, by_name: Mapping[str, ast.Audience], duplicates: list[ast.Audience],
+                           graph: _Graph, direct: dict[str, list[SensitiveUse]]) -> Iterator[Diagnostic]:
+    """Profile columns with listed values: each audience's whole `where` is one scope, with the
+    audiences it includes decided inline (post-order, so a chain is walked once)."""
+    profile = catalog.profile
+    if not profile.sensitive_values:
+        return
+    rule = ProfileListedValues(profile.columns, profile.sensitive_values)
+    checked = [(by_name[name], True) for name in graph.order] + [(aud, False) for aud in duplicates]
+    for aud, registered in checked:
+        for hit in rule.audience(aud, remember=registered):
+            if registered:
+                direct.setdefault(aud.name, []).append(_listed_use(hit, profile.name, aud.file))
+            yield Diagnostic(aud.file, hit.span, "E303", _listed_message(hit, profile.name))
+
+
+def _listed_what(hit: ListedHit, table: str) -> str:
+    return f'value "{hit.value}" of column "{table}.{hit.column}"'
+
+
+def _listed_use(hit: ListedHit, table: str, file: str) -> SensitiveUse:
+    return SensitiveUse(_listed_what(hit, table), hit.category, hit.span, file)
+
+
+def _listed_message(hit: ListedHit, table: str) -> str:
+    message = f"{_listed_what(hit, table)} is sensitive ({hit.category}) and may never be used to target"
+    if hit.through:
+        message += f" (the condition can hold for it through in audience {hit.through})"
+    return message
+
+
+def _within(inner: Span, outer: Span) -> bool:
+    return (outer.line, outer.col) <= (inner.line, inner.col) <= (outer.end_line, outer.end_col)
 
 
 def _check_syncs(aud: ast.Audience, destinations: set[str]) -> Iterator[Diagnostic]:
@@ -165,7 +214,7 @@ def _sensitive_through_membership(
                 continue
             path, use = found
             yield Diagnostic(aud.file, ref.span, "E304",
-                             f'audience "{aud.name}" reaches sensitive data ({use.category}) through '
+                             f'audience "{aud.name}" reaches {use.reached()} through '
                              f"{' -> '.join(f'in audience {p}' for p in path)}: {use.what} at "
                              f"{use.file}:{use.span.line}:{use.span.col}")
 
@@ -217,7 +266,10 @@ class _AudienceChecker:
         self.audiences = audiences
         self.diags: list[Diagnostic] = []
         self.sensitive: list[SensitiveUse] = []
-        self.profile_scope = _Scope(catalog.profile, f'profile table "{catalog.profile.name}"')
+        identifiers = {column: kind for kind, column in catalog.identifiers.items()}
+        self.profile_scope = _Scope(catalog.profile, f'profile table "{catalog.profile.name}"',
+                                    KeyColumns(catalog.profile.name, catalog.profile_key, "the profile key",
+                                               identifiers))
 
     def error(self, span: Span, code: str, message: str) -> None:
         self.diags.append(Diagnostic(self.aud.file, span, code, message))
@@ -235,7 +287,7 @@ class _AudienceChecker:
             case ast.Event():
                 source = self.event_scope(cond.event)
                 if source and cond.filter is not None:
-                    self.check(cond.filter, source)
+                    self.check_filter(cond.filter, source)
             case ast.Aggregate(measure=measure):
                 self.check_measure(measure)
             case ast.Rank(measure=measure):
@@ -244,7 +296,7 @@ class _AudienceChecker:
                 for step in (cond.first, cond.then):
                     source = self.event_scope(step.event)
                     if source and step.filter is not None:
-                        self.check(step.filter, source)
+                        self.check_filter(step.filter, source)
             case ast.Membership():
                 if cond.audience not in self.audiences:
                     self.error(cond.span, "E203", f'unknown audience "{cond.audience}"'
@@ -258,7 +310,23 @@ class _AudienceChecker:
         if source.table.sensitive:
             self.flag_sensitive(ref.span, f'table "{source.table.name}" of event "{ref.name}"',
                                 source.table.sensitive, "E302")
-        return _Scope(source.table, f'event "{ref.name}" (table "{source.table.name}")')
+        role = f'the key of event "{ref.name}", which joins to the profile key'
+        return _Scope(source.table, f'event "{ref.name}" (table "{source.table.name}")',
+                      KeyColumns(source.table.name, source.key, role, {}))
+
+    def check_filter(self, flt: ast.Condition, scope: _Scope) -> None:
+        """An event filter: its names and types, then the listed-value rule over the event row
+        (skipped while a comparison on a listed column is itself broken: that error says it)."""
+        before = len(self.diags)
+        self.check(flt, scope)
+        broken = [d.span for d in self.diags[before:] if d.code.startswith("E2")]
+        if any(_within(span, atom.span) for atom in comparisons_of(flt, scope.table.sensitive_values)
+               for span in broken):
+            return
+        for hit in listed_value_hits(flt, scope.table.columns, scope.table.sensitive_values):
+            use = _listed_use(hit, scope.table.name, self.aud.file)
+            self.sensitive.append(use)
+            self.error(hit.span, "E303", _listed_message(hit, scope.table.name))
 
     def check_measure(self, m: ast.Measure) -> None:
         scope = self.event_scope(m.event)
@@ -270,8 +338,12 @@ class _AudienceChecker:
                 self.error(m.column.span, "E204",
                            f'{m.func}() needs a numeric column, but "{m.column.column}" of {scope.label} '
                            f"is {column.kind}")
+            role = scope.keys.role(m.column.column) if column is not None else None
+            if role is not None:
+                self.flag_identifier(m.column.span, identifier_measure_message(scope.keys, m.column.column, role),
+                                     scope, m.column.column)
         if m.filter is not None:
-            self.check(m.filter, scope)
+            self.check_filter(m.filter, scope)
 
     def column(self, ref: ast.FieldRef, scope: _Scope):  # -> Column | None
         if ref.qualified and scope is not self.profile_scope:
@@ -293,31 +365,35 @@ class _AudienceChecker:
         self.sensitive.append(SensitiveUse(what, category, span, self.aud.file))
         self.error(span, code, f"{what} is sensitive ({category}) and may never be used to target")
 
+    def flag_identifier(self, span: Span, message: str, scope: _Scope, column: str) -> None:
+        """E305: a test of the key or an identifier; an audience including this one is refused too."""
+        self.sensitive.append(SensitiveUse(f'column "{scope.table.name}.{column}"', None, span, self.aud.file))
+        self.error(span, "E305", message)
+
     def check_compare(self, cond: ast.Compare | ast.InList | ast.IsNull | ast.Between | ast.TextMatch,
                       scope: _Scope) -> None:
         column = self.column(cond.field, scope)
         if column is None:
             return
         name = cond.field.column
+        role = scope.keys.role(name)
+        if role is not None and not isinstance(cond, ast.IsNull):
+            self.flag_identifier(cond.span, identifier_test_message(scope.keys, name, role), scope, name)
         match cond:
             case ast.Compare(op=op, value=value):
                 self.check_value(column, name, value, scope)
                 if column.kind == BOOLEAN and op not in ("=", "!="):
                     self.error(cond.span, "E204", f'"{name}" is boolean: compare it with = or !=')
-                self.check_listed_values(cond, scope, [value], op)
             case ast.InList(values=values):
                 for value in values:
                     self.check_value(column, name, value, scope)
-                self.check_listed_values(cond, scope, list(values), "in")
             case ast.Between(low=low, high=high):
                 self.check_value(column, name, low, scope)
                 self.check_value(column, name, high, scope)
-                self.check_listed_values(cond, scope, [low, high], "between")
-            case ast.TextMatch(text=text, mode=mode):
+            case ast.TextMatch(mode=mode):
                 if column.kind != STRING:
                     word = "contains" if mode == "contains" else "starts with"
                     self.error(cond.span, "E204", f'"{word}" needs a text column, but "{name}" is {column.kind}')
-                self.check_listed_values(cond, scope, [text], mode)
 
     def check_value(self, column, name: str, value: ast.Literal, scope: _Scope) -> None:
         kind = column.kind
@@ -337,36 +413,3 @@ class _AudienceChecker:
             shown = f'"{value.value}"' if value.kind == "string" else str(value.value).lower()
             self.error(value.span, "E204",
                        f'type mismatch: "{name}" on {scope.label} is {kind}, but {shown} is a {value.kind}')
-
-    def check_listed_values(self, cond: ast.Condition, scope: _Scope, values: list[ast.Literal], how: str) -> None:
-        """Reject tests that name a listed sensitive value or could match one (dsl.md, consent.md)."""
-        field_ref = cond.field  # type: ignore[union-attr]
-        listings = scope.table.sensitive_values.get(field_ref.column, ())
-        for listing in listings:
-            hit = _matching_listed_value(listing.values, values, how, getattr(cond, "op", None))
-            if hit is not None:
-                self.flag_sensitive(cond.span, f'value "{hit}" of column "{scope.table.name}.{field_ref.column}"',
-                                    listing.category, "E303")
-                return
-
-
-def _matching_listed_value(listed: tuple[str, ...], values: list[ast.Literal], how: str, op: str | None) -> str | None:
-    texts = [str(v.value) for v in values if v.kind == "string"]
-    for item in listed:
-        if how in ("contains",) and any(t in item for t in texts):
-            return item
-        if how == "starts_with" and any(item.startswith(t) for t in texts):
-            return item
-        if how in ("in",) and item in texts:
-            return item
-        if how == "between" and len(texts) == 2 and texts[0] <= item <= texts[1]:
-            return item
-        if op in ("=", "!=") and item in texts:
-            return item
-        if op in ("<", "<=", ">", ">=") and texts and _compares(item, op, texts[0]):
-            return item
-    return None
-
-
-def _compares(item: str, op: str, text: str) -> bool:
-    return {"<": item < text, "<=": item <= text, ">": item > text, ">=": item >= text}[op]

@@ -14,6 +14,8 @@ STRING, NUMBER, BOOLEAN, TEMPORAL, CATEGORY = "string", "number", "boolean", "te
 
 PROFILE_COLUMNS = {"city": STRING, "country": STRING, "email": STRING, "score": NUMBER,
                    "fan_id": NUMBER, "vip": BOOLEAN, "signup_at": TEMPORAL, "birth_date": TEMPORAL}
+# the profile key and identifiers may only be tested for null (dsl.md "Catalog and types")
+NULL_TESTS_ONLY = frozenset({"email", "fan_id"})
 EVENT_COLUMNS = {
     "stream": {"genre": STRING, "seconds": NUMBER, "played_at": TEMPORAL},
     # purchases.category lists sensitive values: only tests that cannot match them are generated
@@ -66,11 +68,13 @@ def compare(draw: st.DrawFn, columns: dict[str, str], qualify: bool = False) -> 
     kind = columns[name]
     field = f"profile.{name}" if qualify and draw(st.booleans()) else name
     forms = ["op", "null"]
-    if kind != BOOLEAN:
+    if name in NULL_TESTS_ONLY:
+        forms = ["null"]
+    elif kind != BOOLEAN:
         forms += ["in"]
-    if kind in (STRING, NUMBER, TEMPORAL):
+    if kind in (STRING, NUMBER, TEMPORAL) and name not in NULL_TESTS_ONLY:
         forms += ["between"]
-    if kind == STRING:
+    if kind == STRING and name not in NULL_TESTS_ONLY:
         forms += ["contains", "starts"]
     form = draw(st.sampled_from(forms))
     if form == "op":
@@ -107,9 +111,14 @@ def event_filter(draw: st.DrawFn, event: str) -> str:
     if draw(st.integers(0, 2)) == 0:
         return ""
     columns = EVENT_COLUMNS[event]
-    if draw(st.booleans()):
-        return f" where {draw(compare(columns))}"
-    return f" where ({draw(boolean_of(compare(columns), 2))})"
+    bare = draw(st.booleans())
+    inner = draw(compare(columns)) if bare else draw(boolean_of(compare(columns), 2))
+    if "category" in inner:
+        # a filter naming purchases.category stands only if it is false for its listed values
+        # (pharmacy, fertility): guarded by an `and` with a test that is
+        listed_free = ", ".join(quote(c) for c in CATEGORIES)
+        return f" where (category in ({listed_free}) and ({inner}))"
+    return f" where {inner}" if bare else f" where ({inner})"
 
 
 @st.composite

@@ -161,7 +161,8 @@ EVENTS = [
     case("did_not_at_most_1", "did not purchase at most 1 times", {2, 3, 5},
          "complement of {1, 4, 6, 7, 8} (fans 7, 8 have 0 <= 1)"),
     case("did_not_exactly_0", "did not purchase exactly 0 times", {1, 2, 3, 4, 5, 6}, "bought something"),
-    case("not_did_filter_window", 'not did purchase where category != "ringtone" in last 90 days',
+    case("not_did_filter_window",
+         'not did purchase where category in ("album", "merch", "ticket", "vinyl") in last 90 days',
          {1, 3, 7, 8}, "2, 4, 5, 6 bought non-ringtones after 2026-04-01 12:00; fan 3's are older"),
 ]
 
@@ -329,7 +330,7 @@ MEMBERSHIP = [
     case("london_dubstep", 'city = "London" and country = "GB" '
          'and did stream where genre = "dubstep" at least 5 times in last 30 days '
          "and did clip_sample at least 2 times in last 30 days "
-         'and not did purchase where category != "ringtone" in last 90 days', {1},
+         'and not did purchase where category in ("album", "merch", "ticket", "vinyl") in last 90 days', {1},
          "fan 1: 5 dubstep, clips 06-20/06-21, only a ringtone"),
     case("london_dubstep_3_clips", 'city = "London" and country = "GB" '
          'and did stream where genre = "dubstep" at least 5 times in last 30 days '

@@ -35,7 +35,7 @@ audience london_dubstep {
   tags: ["music", "uk"]
   where: city = "London" and country in ("GB", "IE") and score between 1 and 10
      and did stream where genre = "dubstep" at least 5 times in last 30 days
-     and not did purchase where (category != "ringtone" or amount > 2.5) in last 90 days
+     and not did purchase where (category in ("album", "vinyl") and amount > 2.5) in last 90 days
   holdout: 10%
   sync meta_ads { schedule: "0 6 * * *", mode: mirror }
 }

@@ -33,7 +33,7 @@ audience london_dubstep_samplers {
   where: city = "London" and country = "GB"
      and did stream where genre = "dubstep" at least 5 times in last 30 days
      and did clip_sample at least 3 times in last 30 days
-     and not did purchase where category != "ringtone" in last 90 days
+     and not did purchase where category = "ringtone" in last 90 days
 }
 
 audience two_valued {

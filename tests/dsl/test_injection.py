@@ -55,7 +55,7 @@ MATCHING = [
     ("unicode", 'city = "é😀\u202eevil"', []),
     ("newline_escape", 'city = "London\\n; DROP TABLE fans"', []),
     ("filter_drop", "did purchase where category = \"'; DROP TABLE purchases; --\"", []),
-    ("not_drop", "not city = \"'; DROP TABLE fans; --\" and fan_id <= 2", [1, 2]),
+    ("not_drop", "not city = \"'; DROP TABLE fans; --\" and city starts with \"Lon\" and country = \"GB\"", [1, 2]),
 ]
 
 REJECTED = [

@@ -55,11 +55,11 @@ audience casual_fans {
   sync dsp { schedule: "0 6 * * *" }
 }
 audience everyone {
-  where: fan_id > 0
+  where: fan_id is not null
   sync dsp { schedule: "0 * * * *" }
 }
 audience manual_only {
-  where: fan_id > 0
+  where: fan_id is not null
   sync files { mode: mirror }
 }
 """

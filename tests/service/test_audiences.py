@@ -76,7 +76,7 @@ def test_malformed_name_is_invalid_argument(server: Running, name: str) -> None:
 
 def test_pages_cover_every_audience_exactly_once(tmp_path: Path) -> None:
     names = [f"a{i:02d}" for i in range(25)]
-    text = "\n".join(f"audience {n} {{ where: fan_id > {i} }}" for i, n in enumerate(names))
+    text = "\n".join(f"audience {n} {{ where: score > {i} }}" for i, n in enumerate(names))
     with project_on("duckdb", tmp_path, text, CONFIG, ROWS_CONSENT) as root, serving(root) as srv:
         pages: list[list[str]] = []
         token = ""

@@ -84,7 +84,7 @@ WHERE
             AND e6.purchased_at <= CAST('2026-06-30 12:00:00.000000' AS TIMESTAMP)
             AND e6.purchased_at > CAST('2026-04-01 12:00:00.000000' AS TIMESTAMP)
             AND (
-              e6.category IS NOT NULL AND e6.category <> 'ringtone'
+              e6.category IS NOT NULL AND e6.category = 'ringtone'
             )
         )
       )

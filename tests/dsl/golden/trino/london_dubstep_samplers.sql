@@ -49,7 +49,7 @@ WHERE
           AND e3.purchased_at <= CAST('2026-06-30 12:00:00.000000' AS TIMESTAMP)
           AND e3.purchased_at > CAST('2026-04-01 12:00:00.000000' AS TIMESTAMP)
           AND (
-            e3.category IS NOT NULL AND e3.category <> 'ringtone'
+            e3.category IS NOT NULL AND e3.category = 'ringtone'
           )
       )
     )
