@@ -38,8 +38,8 @@ from typing import Any, TypeVar
 
 import grpc
 
-from audience.build import audience_sql
 from audience.config import DIALECTS, DestinationConfig
+from audience.consented import compiled_sql
 from audience.consented import destination as destination_of
 from audience.errors import UserError
 from audience.project import Project
@@ -239,7 +239,7 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         def compute_at(when: datetime) -> Callable[[], rpc.CompileAudienceResponse]:
             def compute() -> rpc.CompileAudienceResponse:
                 target = self._compilable(snapshot.project, name, request.definition)
-                sql = audience_sql(target, name, when, dialect, destination, pretty=request.pretty)
+                sql = compiled_sql(target, name, when, dialect, destination, pretty=request.pretty)
                 return rpc.CompileAudienceResponse(sql=sql, dialect=dialect,
                                                    as_of_time=convert.timestamp(when))
             return compute

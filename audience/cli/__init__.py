@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import NoReturn
 
-from audience import commands
+from audience.cli import commands
 from audience.errors import OperationalError, UserError
 from proto_gen import ProtoGenError
 
