@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from dsl.diagnostics import Diagnostic, Span, did_you_mean
+from exporters.vocabulary import FORMATS, IDENTIFIER_TYPES
 
 CONFIG_FILE = "audience.toml"
 DESTINATION_TYPES = ("s3", "grpc", "file")
-FORMATS = ("sha256", "google", "meta", "uid2")
-IDENTIFIER_TYPES = ("email", "phone", "maid", "external_id")
 BASES = ("opt_in", "opt_out")
 DIALECTS = ("duckdb", "postgres", "bigquery", "snowflake", "spark", "databricks", "trino", "redshift")
 DEFAULT_STATE_URL = "sqlite:///.audience/state.db"

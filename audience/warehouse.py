@@ -25,6 +25,16 @@ if TYPE_CHECKING:  # only where blocks are read: exporters' modules cost start-u
 
 log = structlog.get_logger()
 
+#: The product's private schema in the warehouse (run snapshots, condensed consent decisions).
+STATE_SCHEMA = "audience_state"
+
+
+def quoted(text: str) -> str:
+    """*text* as a SQL string literal, for the statements on the product's own tables."""
+    from dsl.compiler import string_literal  # only here: sqlglot costs `audience check` start-up time
+
+    return string_literal(text).sql()
+
 
 class WarehouseError(OperationalError):
     """An operational failure talking to the warehouse (exit status 2).

@@ -53,6 +53,11 @@ def col(name: str, table: str | None = None) -> exp.Column:
     return exp.Column(this=ident(name), table=ident(table) if table else None)
 
 
+def string_literal(text: str) -> exp.Literal:
+    """A SQL string literal; sqlglot quotes it for each dialect (the one helper for every layer)."""
+    return exp.Literal.string(text)
+
+
 def table_ref(table: Table, alias: str) -> exp.Table:
     parts = table.name.split(".")
     node = exp.Table(this=ident(parts[-1]), db=ident(parts[-2]) if len(parts) > 1 else None,

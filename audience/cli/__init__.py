@@ -105,11 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--limit", type=int, default=50)
     p = add("serve", commands.cmd_serve, "start the gRPC planner service")
-    p.add_argument("--port", type=int, default=50051)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--token-env", default="AUDIENCE_TOKEN", help="env var holding the bearer token")
-    p.add_argument("--tls-cert", default=None)
-    p.add_argument("--tls-key", default=None)
+    from audience.service.options import add_serve_arguments
+
+    add_serve_arguments(p)
     p = add("dsp-sandbox", commands.cmd_dsp_sandbox, "start the sandbox gRPC receiver")
     from exporters.grpc_ingest.sandbox import add_sandbox_arguments
 
