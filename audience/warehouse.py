@@ -75,9 +75,10 @@ def _duckdb_errors(what: str, also: tuple[type[Exception], ...] = ()) -> Iterato
     """DuckDB's exceptions (and *also*) as one WarehouseError: *what* failed, and DuckDB's words."""
     import duckdb
 
+    caught: tuple[type[Exception], ...] = (duckdb.Error, *also)
     try:
         yield
-    except (duckdb.Error, *also) as err:
+    except caught as err:
         raise WarehouseError(f"{what}: {err}") from None
 
 
@@ -201,7 +202,7 @@ class PostgresWarehouse:
     def __init__(self, conninfo: str) -> None:
         from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-        params = conninfo_to_dict(conninfo)
+        params: dict[str, Any] = dict(conninfo_to_dict(conninfo))
         params["options"] = f"{params.get('options', '')} -c TimeZone=UTC".strip()
         self._conninfo = make_conninfo(**params)
         self._local = threading.local()

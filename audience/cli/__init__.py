@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, *parents: argparse.ArgumentParser):
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, *parents: _Parser) -> _Parser:
         p = sub.add_parser(name, parents=[common, *parents], help=help_, description=help_)
         p.set_defaults(func=func)
         return p

@@ -241,6 +241,7 @@ class RunEngine:
         else:  # events, ranks, other audiences: evaluate it once, as a join
             definition = (exp.select(key.copy()).from_(table_ref(catalog.profile, "d0")).where(condition, copy=False)
                           .transform(_rename_alias(PROFILE_ALIAS, "d0")))  # predicate() is written over alias p
+            assert isinstance(definition, exp.Select)  # transform() keeps the root: a Select
             definition.set("expressions", [exp.alias_(col(catalog.profile_key, "d0"), "k")])
             base = base.join(definition.subquery("dq"), on=exp.EQ(this=col("k", "dq"), expression=key.copy()),
                              join_type="left")
@@ -356,7 +357,7 @@ class RunEngine:
         wh, dest, rid = self.wh, sync.destination, quoted(run.run_id)
         kinds = list(dest.identifiers)
         check_kinds(dest.format, kinds)  # a type the format refuses fails the run before any hashing
-        in_sql: dict[str, exp.Expression] = {}
+        in_sql: dict[str, exp.Expr] = {}
         if wh.dialect in HASHES_IN_WAREHOUSE:
             for kind in kinds:
                 expression = sql_hashed_expression(kind, col(f"id_{kind}", "s"), dest.format, wh.dialect)
@@ -374,7 +375,7 @@ class RunEngine:
         return int(wh.query(f"SELECT COUNT(DISTINCT member_key) FROM {snap.table('plan_adds')} "
                             f"WHERE run_id = {rid}")[0][0])
 
-    def _hash_in_sql(self, run: RunRecord, changed: str, expressions: dict[str, exp.Expression]) -> str:
+    def _hash_in_sql(self, run: RunRecord, changed: str, expressions: dict[str, exp.Expr]) -> str:
         """The `INSERT ... SELECT` hashing `expressions` (type -> hash of stage column `s.id_<type>`).
 
         One pass over the stage: the types and their hashes are two lists unnested side by side,

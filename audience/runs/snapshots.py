@@ -138,15 +138,16 @@ def fingerprint(fmt: str, kinds: Sequence[str], country: exp.Expression | None,
     member) at a third of MD5's cost; elsewhere MD5, which every engine has.
     """
     sep = exp.Literal.string("\x1f")
-    pieces: list[exp.Expression] = [exp.Literal.string(f"{fmt}|{','.join(kinds)}")]
+    pieces: list[exp.Expr] = [exp.Literal.string(f"{fmt}|{','.join(kinds)}")]
     for value in [country, *identifier_columns]:
-        text = exp.Coalesce(this=exp.cast(value, exp.DataType.Type.VARCHAR), expressions=[exp.Literal.string("")]) \
+        text: exp.Expr = exp.Coalesce(this=exp.cast(value, exp.DataType.Type.VARCHAR),
+                                      expressions=[exp.Literal.string("")]) \
             if value is not None else exp.Literal.string("")
         pieces += [sep.copy(), text]
-    text = exp.func("CONCAT", *pieces)
+    line = exp.func("CONCAT", *pieces)
     if dialect == "duckdb":
-        return exp.cast(exp.func("HASH", text), exp.DataType.Type.VARCHAR)
-    return exp.MD5(this=text)
+        return exp.cast(exp.func("HASH", line), exp.DataType.Type.VARCHAR)
+    return exp.MD5(this=line)
 
 
 def profile_fingerprint(catalog: Any, fmt: str, kinds: Sequence[str], dialect: str = "") -> exp.Expression:

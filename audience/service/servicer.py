@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequen
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
@@ -82,7 +82,7 @@ from consent_filter.funnel import Funnel
 
 T = TypeVar("T")
 Handler = Callable[..., Any]
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext  # grpc ships no types: an alias of Any, named for readers
 
 DEFAULT_RESULT_TTL_SECONDS = 30.0
 DEFAULT_WATCH_INTERVAL_SECONDS = 0.25
@@ -164,7 +164,10 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
 
     async def _snapshot(self) -> ProjectSnapshot:
         """The project snapshot; a reload (files changed) is done in the worker pool."""
-        return self.projects.current() or await self._blocking(self.projects.get)
+        snapshot = self.projects.current()
+        if snapshot is None:
+            snapshot = await self._blocking(self.projects.get)
+        return snapshot
 
     # ---- audiences ---------------------------------------------------------------------------
     @_unary
