@@ -171,7 +171,8 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
     async def ListAudiences(self, request: rpc.ListAudiencesRequest,
                             context: Context) -> rpc.ListAudiencesResponse:
         size = page_size(request.page_size)
-        after = decode_token(request.page_token, "audiences", "")
+        scope = f"view={request.view}"  # a page of one view is not a page of another
+        after = decode_token(request.page_token, "audiences", scope)
         if after is not None and not isinstance(after, str):
             raise invalid_argument("page_token is not a token of ListAudiences", "page_token")
         snapshot = await self._snapshot()
@@ -182,7 +183,7 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         full = request.view == pb.AUDIENCE_VIEW_FULL
         return rpc.ListAudiencesResponse(
             audiences=[snapshot.audience(name, full=full) for name in page],
-            next_page_token=encode_token("audiences", "", page[-1]) if more and page else "",
+            next_page_token=encode_token("audiences", scope, page[-1]) if more and page else "",
             total_size=len(names))
 
     @_unary
@@ -393,6 +394,8 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         if not isinstance(offset, int) or offset < 0:
             raise invalid_argument("page_token is not a token of ListRuns", "page_token")
         project = (await self._snapshot()).project
+        if audience is not None:
+            project.audience(audience)  # NOT_FOUND for an audience the project does not define
         records = await self._blocking(runs_api.list_runs, project.config, audience=audience, limit=size + 1,
                                        offset=offset)
         more = len(records) > size
