@@ -61,6 +61,7 @@ from audience.service.errors import (
     failed_precondition,
     invalid_argument,
     not_found,
+    resource_exhausted,
     set_error,
     to_service_error,
     unavailable,
@@ -87,6 +88,9 @@ Context = grpc.aio.ServicerContext
 DEFAULT_RESULT_TTL_SECONDS = 30.0
 DEFAULT_WATCH_INTERVAL_SECONDS = 0.25
 MAX_OVERLAP_AUDIENCES = 20
+# Draft checks run at once (ValidateAudience): fewer than the worker threads, so slow drafts
+# (large or pathological text) can never occupy every worker and stall the other calls.
+DEFAULT_MAX_DRAFT_CHECKS = 2
 FOREVER = float("inf")
 
 
@@ -147,8 +151,11 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
 
     def __init__(self, projects: ProjectCache, *, executor: Executor,
                  result_ttl: float = DEFAULT_RESULT_TTL_SECONDS,
-                 watch_interval: float = DEFAULT_WATCH_INTERVAL_SECONDS) -> None:
+                 watch_interval: float = DEFAULT_WATCH_INTERVAL_SECONDS,
+                 max_draft_checks: int = DEFAULT_MAX_DRAFT_CHECKS) -> None:
         self.projects = projects
+        self.max_draft_checks = max_draft_checks
+        self._draft_checks = 0  # in flight; only touched on the event loop, so no lock
         self.executor = executor
         self.result_ttl = result_ttl
         self.watch_interval = watch_interval
@@ -203,15 +210,23 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         if request.audience_id and not AUDIENCE_ID.fullmatch(request.audience_id):
             raise invalid_argument("audience_id must be lowercase letters, digits and _",
                                    "audience_id")
-        project = (await self._snapshot()).project
-        if which == "definition":
-            draft = await self._blocking(check_definition, project, request.definition,
-                                         request.filename)
-        elif which == "condition":
-            draft = await self._blocking(check_condition, project, request.condition,
-                                         request.audience_id, request.filename)
-        else:
+        if which not in ("definition", "condition"):
             raise invalid_argument("set definition (audience blocks) or condition", "definition")
+        project = (await self._snapshot()).project
+        if self._draft_checks >= self.max_draft_checks:
+            raise resource_exhausted(
+                f"{self._draft_checks} drafts are being checked already (at most "
+                f"{self.max_draft_checks} at once); retry in a moment")
+        self._draft_checks += 1
+        try:
+            if which == "definition":
+                draft = await self._blocking(check_definition, project, request.definition,
+                                             request.filename)
+            else:
+                draft = await self._blocking(check_condition, project, request.condition,
+                                             request.audience_id, request.filename)
+        finally:
+            self._draft_checks -= 1
         if draft.errors:
             raise draft_errors(draft.diagnostics, draft.field, draft.filename)
         return rpc.ValidateAudienceResponse(
