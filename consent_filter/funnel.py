@@ -40,11 +40,27 @@ class Funnel:
         return asdict(self)
 
 
+def threshold_of(min_size: int | None) -> int:
+    """The aggregation threshold: the destination's ``min_size``, else 100 (consent.md)."""
+    return min_size or DEFAULT_THRESHOLD
+
+
+def shown(count: int, threshold: int) -> tuple[str, int, int]:
+    """The aggregation rule, in its one home: (display, value, fewer_than).
+
+    Below the threshold only "fewer than N" (value 0, fewer_than N): nobody is singled out.
+    At or above it the count itself (fewer_than 0).
+    """
+    if count < threshold:
+        return f"fewer than {threshold}", 0, threshold
+    return str(count), count, 0
+
+
 def rounded(count: int, threshold: int) -> str:
-    """A count a planner may see: below the threshold it is only "fewer than N" (no singling out)."""
-    return f"fewer than {threshold}" if count < threshold else str(count)
+    """A count a planner may see, as text (:func:`shown`'s display)."""
+    return shown(count, threshold)[0]
 
 
 def rounded_funnel(funnel: Funnel, threshold: int | None) -> dict[str, str]:
-    limit = threshold or DEFAULT_THRESHOLD
+    limit = threshold_of(threshold)
     return {name: rounded(value, limit) for name, value in funnel.as_dict().items()}

@@ -18,22 +18,17 @@ from sqlglot import exp
 
 from audience.build import definition_query
 from audience.project import Project
-from consent_filter.funnel import DEFAULT_THRESHOLD
+from consent_filter.funnel import shown, threshold_of
 
 # An integer standing alone: not part of a word, a decimal, a date or time, an id, a percentage.
 _STANDALONE_INT = re.compile(r"(?<![\w.:/-])\d+(?![\w.:/%-])")
 
 
-def threshold_of(min_size: int | None) -> int:
-    """The rounding threshold: the destination's ``min_size``, else 100 (as rounded_funnel)."""
-    return min_size or DEFAULT_THRESHOLD
+# The rule has one home, consent_filter.funnel (the CLI and the demo use it too).
+rounded = shown
 
 
-def rounded(count: int, threshold: int) -> tuple[str, int, int]:
-    """(display, value, fewer_than): the exact value only at or above the threshold."""
-    if count < threshold:
-        return f"fewer than {threshold}", 0, threshold
-    return str(count), count, 0
+__all__ = ["overlap_counts", "overlap_query", "redact_small_counts", "rounded", "threshold_of"]
 
 
 def redact_small_counts(text: str, threshold: int) -> str:

@@ -72,6 +72,11 @@ def failed_precondition(message: str, diagnostics: Iterable[Diagnostic] = ()) ->
     return ServiceError(grpc.StatusCode.FAILED_PRECONDITION, message, details)
 
 
+def resource_exhausted(message: str) -> ServiceError:
+    """Too much of a bounded resource in use (e.g. draft checks at once); retry later."""
+    return ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+
+
 def unavailable(message: str) -> ServiceError:
     return ServiceError(grpc.StatusCode.UNAVAILABLE, message)
 
@@ -140,6 +145,7 @@ __all__ = [
     "failed_precondition",
     "invalid_argument",
     "not_found",
+    "resource_exhausted",
     "set_error",
     "status_from_trailers",
     "to_service_error",

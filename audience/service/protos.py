@@ -1,7 +1,8 @@
-"""The generated ``audience.v1`` modules; importing this generates them when stale.
+"""The generated ``audience.v1`` modules, in one place for every module of the service.
 
-``proto_gen.ensure_generated`` is a cheap no-op when the code is current, so every module of
-the service can simply import from here.
+The modules are generated at build time (``setup.py``'s build step; ``python -m proto_gen`` in
+a checkout), never at import. ``proto_gen.ensure_generated`` only checks that they are present
+and current, and otherwise fails with one line saying what to run.
 """
 
 from __future__ import annotations

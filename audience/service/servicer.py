@@ -61,6 +61,7 @@ from audience.service.errors import (
     failed_precondition,
     invalid_argument,
     not_found,
+    resource_exhausted,
     set_error,
     to_service_error,
     unavailable,
@@ -87,6 +88,9 @@ Context: TypeAlias = grpc.aio.ServicerContext  # grpc ships no types: an alias o
 DEFAULT_RESULT_TTL_SECONDS = 30.0
 DEFAULT_WATCH_INTERVAL_SECONDS = 0.25
 MAX_OVERLAP_AUDIENCES = 20
+# Draft checks run at once (ValidateAudience): fewer than the worker threads, so slow drafts
+# (large or pathological text) can never occupy every worker and stall the other calls.
+DEFAULT_MAX_DRAFT_CHECKS = 2
 FOREVER = float("inf")
 
 
@@ -147,8 +151,11 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
 
     def __init__(self, projects: ProjectCache, *, executor: Executor,
                  result_ttl: float = DEFAULT_RESULT_TTL_SECONDS,
-                 watch_interval: float = DEFAULT_WATCH_INTERVAL_SECONDS) -> None:
+                 watch_interval: float = DEFAULT_WATCH_INTERVAL_SECONDS,
+                 max_draft_checks: int = DEFAULT_MAX_DRAFT_CHECKS) -> None:
         self.projects = projects
+        self.max_draft_checks = max_draft_checks
+        self._draft_checks = 0  # in flight; only touched on the event loop, so no lock
         self.executor = executor
         self.result_ttl = result_ttl
         self.watch_interval = watch_interval
@@ -174,7 +181,8 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
     async def ListAudiences(self, request: rpc.ListAudiencesRequest,
                             context: Context) -> rpc.ListAudiencesResponse:
         size = page_size(request.page_size)
-        after = decode_token(request.page_token, "audiences", "")
+        scope = f"view={request.view}"  # a page of one view is not a page of another
+        after = decode_token(request.page_token, "audiences", scope)
         if after is not None and not isinstance(after, str):
             raise invalid_argument("page_token is not a token of ListAudiences", "page_token")
         snapshot = await self._snapshot()
@@ -185,7 +193,7 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         full = request.view == pb.AUDIENCE_VIEW_FULL
         return rpc.ListAudiencesResponse(
             audiences=[snapshot.audience(name, full=full) for name in page],
-            next_page_token=encode_token("audiences", "", page[-1]) if more and page else "",
+            next_page_token=encode_token("audiences", scope, page[-1]) if more and page else "",
             total_size=len(names))
 
     @_unary
@@ -205,15 +213,23 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         if request.audience_id and not AUDIENCE_ID.fullmatch(request.audience_id):
             raise invalid_argument("audience_id must be lowercase letters, digits and _",
                                    "audience_id")
-        project = (await self._snapshot()).project
-        if which == "definition":
-            draft = await self._blocking(check_definition, project, request.definition,
-                                         request.filename)
-        elif which == "condition":
-            draft = await self._blocking(check_condition, project, request.condition,
-                                         request.audience_id, request.filename)
-        else:
+        if which not in ("definition", "condition"):
             raise invalid_argument("set definition (audience blocks) or condition", "definition")
+        project = (await self._snapshot()).project
+        if self._draft_checks >= self.max_draft_checks:
+            raise resource_exhausted(
+                f"{self._draft_checks} drafts are being checked already (at most "
+                f"{self.max_draft_checks} at once); retry in a moment")
+        self._draft_checks += 1
+        try:
+            if which == "definition":
+                draft = await self._blocking(check_definition, project, request.definition,
+                                             request.filename)
+            else:
+                draft = await self._blocking(check_condition, project, request.condition,
+                                             request.audience_id, request.filename)
+        finally:
+            self._draft_checks -= 1
         if draft.errors:
             raise draft_errors(draft.diagnostics, draft.field, draft.filename)
         return rpc.ValidateAudienceResponse(
@@ -396,6 +412,8 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         if not isinstance(offset, int) or offset < 0:
             raise invalid_argument("page_token is not a token of ListRuns", "page_token")
         project = (await self._snapshot()).project
+        if audience is not None:
+            project.audience(audience)  # NOT_FOUND for an audience the project does not define
         records = await self._blocking(runs_api.list_runs, project.config, audience=audience, limit=size + 1,
                                        offset=offset)
         more = len(records) > size

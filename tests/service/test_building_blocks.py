@@ -148,3 +148,20 @@ def test_expired_results_are_served_while_one_refresh_replaces_them() -> None:
     clock.now += 15
     assert cache.get_or_compute("k", fail, ttl=10, stale_for=10) == 4  # refresh fails...
     assert cache.get_or_compute("k", lambda: 5, ttl=10, stale_for=10) == 5  # ...and is dropped
+
+
+def test_page_tokens_cannot_be_forged_or_edited() -> None:
+    import base64
+
+    # what an unsigned token used to be: base64 of the JSON; a client can write it by hand
+    forged = base64.urlsafe_b64encode(b'{"k":"runs","s":"audiences/x","p":0}').decode().rstrip("=")
+    token = encode_token("runs", "audiences/x", 20)
+    raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    raw[raw.index(b"20")] = ord("9")  # position 20 -> 90, the tag left as it was
+    edited = base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
+    other_server = encode_token("runs", "audiences/x", 20, secret=b"another server's secret")
+    for bad in (forged, edited, other_server, token[:-2]):
+        with pytest.raises(ServiceError) as caught:
+            decode_token(bad, "runs", "audiences/x")
+        assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert decode_token(other_server, "runs", "audiences/x", secret=b"another server's secret") == 20

@@ -127,6 +127,25 @@ def test_unknown_runs_are_not_found(server: Running) -> None:
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def test_runs_of_an_unknown_audience_are_not_found(server: Running) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        server.stub.ListRuns(rpc.ListRunsRequest(parent="audiences/no_such_audience"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "no_such_audience" in caught.value.details()
+
+
+def test_a_page_token_of_another_parent_is_refused(server: Running) -> None:
+    for _ in range(2):
+        watch(server, refresh(server, "us_fans", "ads").name)
+    page = server.stub.ListRuns(rpc.ListRunsRequest(parent="audiences/us_fans", page_size=1))
+    assert page.next_page_token
+    with pytest.raises(grpc.RpcError) as caught:
+        server.stub.ListRuns(rpc.ListRunsRequest(parent="audiences/-", page_size=1,
+                                                 page_token=page.next_page_token))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [f for f, _ in field_violations(caught.value)] == ["page_token"]
+
+
 def test_bad_refresh_requests(server: Running) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         server.stub.RefreshAudience(rpc.RefreshAudienceRequest(
