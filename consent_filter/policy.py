@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 #: The consent table's columns, in order (shared/spec/consent.md, "Consent table"): what a
 #: project's consent table must have and what `audience consent import` writes.
 CONSENT_COLUMNS: tuple[str, ...] = ("profile_key", "purpose", "status", "updated_at", "expires_at", "source")
+#: The raw signal formats `audience consent import` reads (consent_filter/signals/, one decoder each).
+SIGNAL_FORMATS: tuple[str, ...] = ("tcf", "usp", "gpc", "gpp")
 
 # EU 27 plus Iceland, Liechtenstein and Norway (ISO 3166-1 alpha-2; Greece is GR).
 EEA: frozenset[str] = frozenset(

@@ -7,7 +7,7 @@ diagnostic, so `audience check` shows a planner all of them at once.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from dsl import ast
 from dsl.catalog import BOOLEAN, DATE, NUMBER, STRING, TIMESTAMP, TIMESTAMPTZ, Catalog, Table
@@ -44,12 +44,6 @@ class _Scope:
     table: Table
     label: str  # 'profile table "fans"' or 'event "stream" (table "streams")'
     keys: KeyColumns  # the columns that may only be tested for null
-
-
-@dataclass
-class CheckResult:
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-    sensitive: dict[str, list[SensitiveUse]] = field(default_factory=dict)
 
 
 def check_project(

@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 from typing import NoReturn
 
 from audience.cli import commands
+from audience.config import DIALECTS
 from audience.errors import OperationalError, UserError
+from consent_filter.policy import SIGNAL_FORMATS
 from proto_gen import ProtoGenError
 
 DISTRIBUTION = "audience-builder"
@@ -81,9 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text")
     p = add("compile", commands.cmd_compile, "print the SQL that selects an audience's profile keys", timed)
     p.add_argument("name")
-    p.add_argument(
-        "--dialect", default=None, help="duckdb, postgres, bigquery, snowflake, spark, databricks, trino, redshift"
-    )
+    p.add_argument("--dialect", default=None, help=", ".join(DIALECTS))
     p.add_argument("--destination", default=None, help="apply the consent filter for this destination")
     p.add_argument("--pretty", action="store_true", help="pretty-print the SQL")
     p = add("members", commands.cmd_members, "print the member profile keys, sorted", timed)
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=commands.cmd_consent_import)
     p.add_argument("file")
-    p.add_argument("--format", required=True, choices=("tcf", "usp", "gpc", "gpp"))
+    p.add_argument("--format", required=True, choices=SIGNAL_FORMATS)
     p = add("demo", commands.cmd_demo, "build a demo warehouse and run the whole path end to end", timed)
     p.add_argument("--dir", default="audience-demo", help="where to write the demo project (default: ./audience-demo)")
     p.add_argument("--fans", type=int, default=20000)

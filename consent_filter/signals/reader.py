@@ -22,6 +22,7 @@ from typing import Protocol, TextIO
 
 import structlog
 
+from consent_filter.policy import SIGNAL_FORMATS
 from consent_filter.signals.gpc import decode_gpc
 from consent_filter.signals.gpp import decode_gpp
 from consent_filter.signals.rows import (
@@ -35,7 +36,7 @@ from consent_filter.signals.rows import (
 from consent_filter.signals.tcf import decision_key, decode_tcf
 from consent_filter.signals.usp import decode_usp
 
-FORMATS = ("tcf", "usp", "gpc", "gpp")
+FORMATS = SIGNAL_FORMATS
 #: Distinct signals whose outcome is remembered during one import.
 DECODE_CACHE_SIZE = 16_384
 HEADER_FIRST_CELL = "profile_key"

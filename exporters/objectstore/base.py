@@ -91,10 +91,6 @@ class ObjectStore(Protocol):
         """Keys starting with ``prefix``, sorted; never includes in-progress temp objects."""
         ...
 
-    def delete(self, key: str) -> None:
-        """Remove ``key``; deleting a missing key is not an error."""
-        ...
-
     def describe(self, key: str = "") -> str:
         """A URI naming ``key`` in this store, for messages and logs."""
         ...

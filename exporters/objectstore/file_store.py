@@ -179,12 +179,6 @@ class FileStore:
             )
         return sorted(keys)
 
-    def delete(self, key: str) -> None:
-        try:
-            self._path(key).unlink(missing_ok=True)
-        except OSError as exc:
-            raise self._os_error("delete", key, exc) from exc
-
     def _os_error(self, operation: str, key: str, exc: OSError) -> ExportStoreError:
         reason = exc.strerror or type(exc).__name__
         return ExportStoreError(

@@ -208,8 +208,3 @@ class S3Store:
         keys = self._call("list", prefix, fetch)
         return sorted(k[len(self.prefix) :] for k in keys)
 
-    def delete(self, key: str) -> None:
-        full_key = self._full_key(key)
-        self._call(
-            "delete", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=full_key)
-        )
