@@ -56,6 +56,29 @@ def shown(count: int, threshold: int) -> tuple[str, int, int]:
     return str(count), count, 0
 
 
+def two_significant(count: int) -> int:
+    """*count* rounded to two significant digits, halves up (1,373 -> 1,400; 2,954 -> 3,000).
+
+    Meta shows audience sizes this way: small changes of an audience do not show in its size.
+    """
+    if count < 100:
+        return count
+    unit = 10 ** (len(str(count)) - 2)
+    return (count + unit // 2) // unit * unit
+
+
+def shown_to_planner(count: int, threshold: int) -> tuple[str, int, int]:
+    """What the planner service shows (consent.md): aggregation, then two significant digits.
+
+    Below the threshold "fewer than N"; at or above it the count rounded by
+    :func:`two_significant`. The command line shows :func:`shown` (an operator's exact counts).
+    """
+    if count < threshold:
+        return shown(count, threshold)
+    value = two_significant(count)
+    return str(value), value, 0
+
+
 def rounded(count: int, threshold: int) -> str:
     """A count a planner may see, as text (:func:`shown`'s display)."""
     return shown(count, threshold)[0]

@@ -18,14 +18,14 @@ from sqlglot import exp
 
 from audience.build import definition_query
 from audience.project import Project
-from consent_filter.funnel import shown, threshold_of
+from consent_filter.funnel import shown_to_planner, threshold_of
 
 # An integer standing alone: not part of a word, a decimal, a date or time, an id, a percentage.
 _STANDALONE_INT = re.compile(r"(?<![\w.:/-])\d+(?![\w.:/%-])")
 
 
-# The rule has one home, consent_filter.funnel (the CLI and the demo use it too).
-rounded = shown
+# The rule has one home, consent_filter.funnel (the CLI and the demo use its exact form).
+rounded = shown_to_planner
 
 
 __all__ = ["overlap_counts", "overlap_query", "redact_small_counts", "rounded", "threshold_of"]
