@@ -40,6 +40,21 @@ class Funnel:
         return asdict(self)
 
 
+def step_members(rows: Iterable[tuple[object, int, bool]]) -> dict[str, list[object]]:
+    """The profiles behind each of :class:`Funnel`'s counts, from (profile_key, stage,
+    held_out) rows of ``funnel_members_query`` (same names, same rule as ``from_rows``)."""
+    steps: dict[str, list[object]] = {name: [] for name in Funnel().as_dict()}
+    names = {SUPPRESSED: "suppressed", UNDER_AGE: "under_age", NO_PERMISSION: "no_permission",
+             NO_IDENTIFIER: "no_identifier"}
+    for key, stage, held_out in rows:
+        steps["matched"].append(key)
+        if stage == PASSES:
+            steps["held_out" if held_out else "exportable"].append(key)
+        else:
+            steps[names[stage]].append(key)
+    return steps
+
+
 def threshold_of(min_size: int | None) -> int:
     """The aggregation threshold: the destination's ``min_size``, else 100 (consent.md)."""
     return min_size or DEFAULT_THRESHOLD

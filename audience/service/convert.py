@@ -13,6 +13,7 @@ from google.protobuf import timestamp_pb2
 
 from audience.runs.model import RunRecord
 from audience.service.counts import redact_small_counts, rounded
+from audience.service.difference import Shown
 from audience.service.names import audience_name, run_name
 from audience.service.protos import audience_pb2 as pb
 from consent_filter.funnel import Funnel
@@ -50,6 +51,12 @@ def from_timestamp(ts: timestamp_pb2.Timestamp) -> datetime:
 def rounded_count(count: int, threshold: int) -> pb.RoundedCount:
     display, value, fewer_than = rounded(count, threshold)
     return pb.RoundedCount(display=display, value=value, fewer_than=fewer_than)
+
+
+def shown_count(shown: Shown) -> pb.RoundedCount:
+    """A count after the difference check (withheld, or rounded as :func:`rounded_count`)."""
+    return pb.RoundedCount(display=shown.display, value=shown.value, fewer_than=shown.fewer_than,
+                           withheld=shown.withheld)
 
 
 def diagnostic(d: Diagnostic) -> pb.Diagnostic:

@@ -28,7 +28,7 @@ _STANDALONE_INT = re.compile(r"(?<![\w.:/-])\d+(?![\w.:/%-])")
 rounded = shown_to_planner
 
 
-__all__ = ["overlap_counts", "overlap_query", "redact_small_counts", "rounded", "threshold_of"]
+__all__ = ["overlap_counts", "overlap_members", "overlap_query", "redact_small_counts", "rounded", "threshold_of"]
 
 
 def redact_small_counts(text: str, threshold: int) -> str:
@@ -69,6 +69,16 @@ def overlap_query(project: Project, names: Sequence[str], as_of: datetime) -> ex
              for i, j in combinations(range(len(names)), 2)]
     return exp.select(*(exp.Coalesce(this=s, expressions=[zero.copy()]) for s in sums)).from_(
         per_profile.subquery("per_profile"))
+
+
+def overlap_members(project: Project, names: Sequence[str], as_of: datetime) -> list[list[object]]:
+    """The members of each audience (the sets behind the overlap's counts, which the
+    difference check remembers)."""
+    dialect = project.warehouse.dialect
+    return [[row[0] for row in project.warehouse.query(
+                exp.select(exp.column("profile_key")).from_(
+                    definition_query(project, name, as_of).subquery("a")).sql(dialect=dialect))]
+            for name in names]
 
 
 def overlap_counts(project: Project, names: Sequence[str], as_of: datetime
