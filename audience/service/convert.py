@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from google.protobuf import timestamp_pb2
 
 from audience.runs.model import RunRecord
-from audience.service.counts import redact_small_counts, rounded
+from audience.service.counts import rounded
 from audience.service.difference import Shown
 from audience.service.names import audience_name, run_name
 from audience.service.protos import audience_pb2 as pb
@@ -89,13 +89,13 @@ def funnel(destination: str, counts: Funnel, threshold: int) -> pb.DestinationFu
 
 
 def run(record: RunRecord, threshold: int) -> pb.Run:
-    """A run with every count rounded and counts in its error message redacted."""
+    """A run with every count rounded, also those its error message quotes (structured fields)."""
     msg = pb.Run(
         name=run_name(record.audience, record.run_id), destination=record.destination,
         mode=SYNC_MODES.get(record.mode, pb.SYNC_MODE_UNSPECIFIED),
         state=RUN_STATES.get(record.state, pb.RUN_STATE_UNSPECIFIED),
         counts=_rounded_counts(record.counts, threshold), count_threshold=threshold,
-        error_message=redact_small_counts(record.error, threshold) if record.error else "",
+        error_message=record.error_text(lambda n: rounded(n, threshold)[0]) or "",
         progress=_progress(record), definition_file=record.definition_file,
         content_hash=record.content_hash, git_commit=record.git_commit or "")
     msg.as_of_time.CopyFrom(timestamp(record.as_of))
