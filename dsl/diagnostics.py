@@ -55,10 +55,11 @@ class Diagnostic:
         head = self.format()
         if not source:
             return head
-        lines = source.splitlines()
-        if not 1 <= self.span.line <= len(lines):
+        from dsl.lexer import source_line
+
+        text = source_line(source, self.span.line)
+        if text is None:
             return head
-        text = lines[self.span.line - 1]
         width = max(1, (self.span.end_col - self.span.col) if self.span.end_line == self.span.line else 1)
         caret = " " * (self.span.col - 1) + "^" * min(width, max(1, len(text) - self.span.col + 1))
         return f"{head}\n  {text}\n  {caret}"

@@ -40,6 +40,31 @@ _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
+# The one line break of the language: lines and columns of diagnostics, the source line shown
+# under them and each audience's source text all count lines by it (U+2028, form feed, \r are
+# whitespace inside a line, although str.splitlines would break there).
+LINE_BREAK = "\n"
+BOM = "\ufeff"  # a UTF-8 byte order mark at the start of a file is skipped, not a character
+
+
+def line_starts(source: str) -> list[int]:
+    """Offset of the first character of each line (line 1 starts after a BOM)."""
+    starts = [1 if source.startswith(BOM) else 0]
+    pos = source.find(LINE_BREAK)
+    while pos >= 0:
+        starts.append(pos + 1)
+        pos = source.find(LINE_BREAK, pos + 1)
+    return starts
+
+
+def source_line(source: str, line: int) -> str | None:
+    """The text of one line as the lexer counts it, without its break (and a trailing \r)."""
+    starts = line_starts(source)
+    if not 1 <= line <= len(starts):
+        return None
+    end = source.find(LINE_BREAK, starts[line - 1])
+    text = source[starts[line - 1] : end if end >= 0 else len(source)]
+    return text[:-1] if text.endswith("\r") else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +101,7 @@ def tokenize(source: str) -> tuple[list[Token], list[LexError]]:
 class _Lexer:
     def __init__(self, source: str) -> None:
         self.src = source
-        self.pos = 0
+        self.pos = 1 if source.startswith(BOM) else 0
         self.line = 1
         self.col = 1
         self.tokens: list[Token] = []
@@ -85,10 +110,10 @@ class _Lexer:
     def run(self) -> None:
         while self.pos < len(self.src):
             ch = self.src[self.pos]
-            if ch == "\n" or ch.isspace():
+            if ch == LINE_BREAK or ch.isspace():
                 self._advance(1)
             elif ch == "#":
-                end = self.src.find("\n", self.pos)
+                end = self.src.find(LINE_BREAK, self.pos)
                 self._advance((len(self.src) if end < 0 else end) - self.pos)
             elif ch == '"':
                 self._string()
@@ -116,12 +141,13 @@ class _Lexer:
         return Span(start[0], start[1], self.line, self.col)
 
     def _advance(self, n: int) -> None:
-        for ch in self.src[self.pos : self.pos + n]:
-            if ch == "\n":
-                self.line += 1
-                self.col = 1
-            else:
-                self.col += 1
+        chunk = self.src[self.pos : self.pos + n]
+        breaks = chunk.count(LINE_BREAK)
+        if breaks:
+            self.line += breaks
+            self.col = n - chunk.rfind(LINE_BREAK)
+        else:
+            self.col += n
         self.pos += n
 
     def _emit(self, kind: Kind, text: str, length: int) -> None:
@@ -159,7 +185,7 @@ class _Lexer:
                 self._advance(1)
                 self.tokens.append(Token(Kind.STRING, "".join(chars), self._span_from(start)))
                 return
-            if ch == "\n":
+            if ch == LINE_BREAK:
                 break
             if ch == "\x00":  # warehouses end query text at NUL (PostgreSQL) or reject it
                 here = Span(self.line, self.col, self.line, self.col + 1)
