@@ -14,7 +14,7 @@ from audience.errors import UserError
 from audience.project import Project
 from consent_filter.funnel import Funnel
 from consent_filter.policy import ConsentPolicy, ExportTarget
-from consent_filter.query import consent_query, exportable, funnel_query
+from consent_filter.query import consent_query, exportable, funnel_members_query, funnel_query
 from dsl.catalog import Table
 from dsl.diagnostics import did_you_mean
 
@@ -96,6 +96,19 @@ def funnels(project: Project, audience: str, destinations: list[str], as_of: dat
         if sql not in by_sql:
             by_sql[sql] = ca.funnel_of(sql)
         result[name] = by_sql[sql]
+    return result
+
+
+def funnel_members(project: Project, audience: str, destinations: list[str], as_of: datetime
+                   ) -> dict[str, list[tuple[object, int, bool]]]:
+    """(profile_key, stage, held_out) of every matched profile, per destination: the sets
+    behind :func:`funnels`' counts (the planner service's difference check needs them)."""
+    current = _current_decisions(project, as_of, project.warehouse.dialect)
+    result = {}
+    for name in destinations:
+        ca = consented(project, audience, name, as_of)
+        sql = funnel_members_query(ca.query_reading(current)).sql(dialect=ca.dialect)
+        result[name] = [(k, int(s), bool(h)) for k, s, h in project.warehouse.query(sql)]
     return result
 
 

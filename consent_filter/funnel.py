@@ -40,6 +40,21 @@ class Funnel:
         return asdict(self)
 
 
+def step_members(rows: Iterable[tuple[object, int, bool]]) -> dict[str, list[object]]:
+    """The profiles behind each of :class:`Funnel`'s counts, from (profile_key, stage,
+    held_out) rows of ``funnel_members_query`` (same names, same rule as ``from_rows``)."""
+    steps: dict[str, list[object]] = {name: [] for name in Funnel().as_dict()}
+    names = {SUPPRESSED: "suppressed", UNDER_AGE: "under_age", NO_PERMISSION: "no_permission",
+             NO_IDENTIFIER: "no_identifier"}
+    for key, stage, held_out in rows:
+        steps["matched"].append(key)
+        if stage == PASSES:
+            steps["held_out" if held_out else "exportable"].append(key)
+        else:
+            steps[names[stage]].append(key)
+    return steps
+
+
 def threshold_of(min_size: int | None) -> int:
     """The aggregation threshold: the destination's ``min_size``, else 100 (consent.md)."""
     return min_size or DEFAULT_THRESHOLD
@@ -54,6 +69,29 @@ def shown(count: int, threshold: int) -> tuple[str, int, int]:
     if count < threshold:
         return f"fewer than {threshold}", 0, threshold
     return str(count), count, 0
+
+
+def two_significant(count: int) -> int:
+    """*count* rounded to two significant digits, halves up (1,373 -> 1,400; 2,954 -> 3,000).
+
+    Meta shows audience sizes this way: small changes of an audience do not show in its size.
+    """
+    if count < 100:
+        return count
+    unit = 10 ** (len(str(count)) - 2)
+    return (count + unit // 2) // unit * unit
+
+
+def shown_to_planner(count: int, threshold: int) -> tuple[str, int, int]:
+    """What the planner service shows (consent.md): aggregation, then two significant digits.
+
+    Below the threshold "fewer than N"; at or above it the count rounded by
+    :func:`two_significant`. The command line shows :func:`shown` (an operator's exact counts).
+    """
+    if count < threshold:
+        return shown(count, threshold)
+    value = two_significant(count)
+    return str(value), value, 0
 
 
 def rounded(count: int, threshold: int) -> str:

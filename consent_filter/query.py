@@ -386,6 +386,14 @@ def exportable(consented: exp.Select) -> exp.Select:
     )
 
 
+def funnel_members_query(consented: exp.Select) -> exp.Select:
+    """(profile_key, stage, held_out) per member: the sets behind the funnel's counts, which the
+    planner service's difference check remembers."""
+    inner = "c"
+    return exp.select(col("profile_key", inner), col(STAGE, inner), col(HELD_OUT, inner)).from_(
+        consented.subquery(inner))
+
+
 def funnel_query(consented: exp.Select) -> exp.Select:
     """Counts per (stage, held_out): everything the funnel needs in one small result."""
     inner = "c"

@@ -20,7 +20,7 @@ def summary_line(run: RunRecord) -> str:
     detail = (f"adds {c.get('adds_sent', 0)}, removes {c.get('removes_sent', 0)}, "
               f"exportable {c.get('funnel_exportable', 0)} of {c.get('funnel_matched', 0)} matched")
     line = f"{run.run_id} {run.audience} -> {run.destination}: {run.state} ({detail})"
-    return f"{line}: {run.error}" if run.error else line
+    return f"{line}: {run.error_text()}" if run.error else line
 
 
 def _progress_printer():
@@ -62,7 +62,7 @@ def refresh_command(args: argparse.Namespace) -> int:
             print("no sync is due")
     for run in results:
         if run.state != SUCCEEDED:  # one clear line on stderr per run that did not succeed
-            print(f"error: {run.audience} -> {run.destination}: {run.error}", file=sys.stderr)
+            print(f"error: {run.audience} -> {run.destination}: {run.error_text()}", file=sys.stderr)
     return 0 if all(r.state == SUCCEEDED for r in results) else 2
 
 
@@ -165,5 +165,5 @@ def runs_command(args: argparse.Namespace) -> int:
     for r in runs:
         print(f"{r.run_id:<26} {r.audience:<28} {r.destination:<14} {r.state:<10} "
               f"{r.counts.get('adds_sent', 0):>7} {r.counts.get('removes_sent', 0):>7} "
-              f"{fmt(r.started_at):<20} {fmt(r.finished_at):<20} {r.error or ''}")
+              f"{fmt(r.started_at):<20} {fmt(r.finished_at):<20} {r.error_text() or ''}")
     return 0

@@ -11,7 +11,7 @@ import structlog
 from audience.config import ProjectConfig
 from audience.project import Project, load_project
 from audience.runs.engine import LeaseLost, RunEngine, SyncBusy, find_sync
-from audience.runs.model import FAILED, RunRecord
+from audience.runs.model import FAILED, RunRecord, literal_error
 from audience.runs.store import StateStore
 
 log = structlog.get_logger()
@@ -51,7 +51,7 @@ def start_refresh(project_dir: Path, audience: str, destination: str | None, *, 
                     log.error("run.crashed", run_id=run.run_id, error=str(err))
                     record = worker_store.get_run(run.run_id)
                     if record and not record.finished:
-                        record.state, record.error = FAILED, str(err)
+                        record.state, record.error = FAILED, literal_error(str(err))
                         record.finished_at = datetime.now(UTC)
                         worker_store.save_run(record)
         finally:

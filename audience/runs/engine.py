@@ -24,7 +24,17 @@ from audience.consented import policy_of, target_of
 from audience.errors import OperationalError, UserError
 from audience.project import Project
 from audience.runs import snapshots as snap
-from audience.runs.model import ACTIVE, BUILDING, EXPORTING, FAILED, HELD, PENDING, SUCCEEDED, RunRecord
+from audience.runs.model import (
+    ACTIVE,
+    BUILDING,
+    EXPORTING,
+    FAILED,
+    HELD,
+    PENDING,
+    SUCCEEDED,
+    RunRecord,
+    literal_error,
+)
 from audience.runs.schedule import sync_due
 from audience.runs.sinks import ExportPlan, sink_for
 from audience.runs.store import StateStore, now, worker_id
@@ -197,11 +207,11 @@ class RunEngine:
         except LeaseLost:
             raise  # the run belongs to the worker that took the lease: record nothing
         except (UserError, OperationalError) as err:
-            run.state, run.error = FAILED, str(err)
+            run.state, run.error = FAILED, literal_error(str(err))
             log.warning("run.failed", run_id=run.run_id, error=str(err))
             self._discard(run)
         except Exception as err:  # a bug: fail the run (the next one starts afresh), keep the traceback
-            run.state, run.error = FAILED, f"unexpected {type(err).__name__}: {err}"
+            run.state, run.error = FAILED, literal_error(f"unexpected {type(err).__name__}: {err}")
             self._discard(run)
             run.finished_at = now()
             self._save(run)
@@ -491,21 +501,24 @@ class RunEngine:
             f"SELECT COUNT(*) FROM {t('plan_removes')} WHERE run_id = {rid} AND NOT shared"
             + (" AND forced" if send_removes == "forced" else ""))
         adds_sent = members if full else (new if send_adds else 0)
-        error = None
+        error = None  # a template: {name} is a count of `counts`, rendered where it is shown
         if sync.withdraw:
-            error = (f"audience {run.audience} now uses sensitive data ({sync.withdraw}); nothing was added and "
-                     f"every member exported to {dest.name} was removed")
+            error = literal_error(f"audience {run.audience} now uses sensitive data ({sync.withdraw}); nothing "
+                                  f"was added and every member exported to {dest.name} was removed")
         elif too_small:
-            error = (f"audience {run.audience} is too small for {dest.name}: fewer than {dest.min_size} profiles "
-                     f"remain after consent and holdout (min_size); nothing was added"
-                     + (f"; {removes_sent} removals were sent" if removes_sent else ""))
+            error = (literal_error(f"audience {run.audience} is too small for {dest.name}: fewer than "
+                                   f"{dest.min_size} profiles remain after consent and holdout (min_size); "
+                                   "nothing was added")
+                     + ("; {removes_sent} removals were sent" if removes_sent else ""))
         elif held:
-            error = (f"held: {new} adds and {removes - forced} removes exceed max_change "
-                     f"({dest.max_change:.0%} of the {previous} members last exported); review and rerun with "
-                     "--force" + (f"; {removes_sent} removals required by consent, suppression, age or deletion "
-                                  "were sent" if removes_sent else ""))
+            error = ("held: {adds} adds and {unforced_removes} removes exceed max_change "
+                     + literal_error(f"({dest.max_change:.0%} of the ")
+                     + "{previous_members} members last exported); review and rerun with --force"
+                     + ("; {removes_sent} removals required by consent, suppression, age or deletion "
+                        "were sent" if removes_sent else ""))
         counts = {**{f"funnel_{k}": v for k, v in funnel.items()}, "adds": new, "removes": removes,
-                  "forced_removes": forced, "previous_members": previous, "rows_to_send": adds_sent + removes_sent,
+                  "forced_removes": forced, "unforced_removes": removes - forced,
+                  "previous_members": previous, "rows_to_send": adds_sent + removes_sent,
                   "adds_sent": adds_sent, "removes_sent": removes_sent}
         # Replace sends the whole list; a replace-mode run that may only remove sends a mirror delta.
         mode = "replace" if full else ("mirror" if sync.mode == "replace" else sync.mode)

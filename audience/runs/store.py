@@ -35,6 +35,14 @@ SCHEMA = [
         PRIMARY KEY (run_id, step))""",
     """CREATE TABLE IF NOT EXISTS audience_leases (
         name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at TEXT NOT NULL)""",
+    # The planner service's difference check (consent.md): dense ids of profile keys, so a
+    # remembered set is a small roaring bitmap, and the sets behind each caller's answers.
+    """CREATE TABLE IF NOT EXISTS audience_profile_ids (
+        profile_key TEXT PRIMARY KEY, id INTEGER NOT NULL UNIQUE)""",
+    """CREATE TABLE IF NOT EXISTS audience_answer_sets (
+        caller TEXT NOT NULL, label TEXT NOT NULL, size INTEGER NOT NULL, shown TEXT NOT NULL,
+        members {blob} NOT NULL, answered_at TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS audience_answer_sets_size ON audience_answer_sets (caller, size)",
 ]
 
 _RUN_COLUMNS = ("run_id", "audience", "destination", "mode", "state", "as_of", "created_at", "started_at",
@@ -149,8 +157,9 @@ class StateStore:
                     schema = _first_search_path_schema(cur)
                     if schema:
                         cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            blob = "BLOB" if self.kind == "sqlite" else "BYTEA"
             for stmt in SCHEMA:
-                cur.execute(stmt)
+                cur.execute(stmt.replace("{blob}", blob))
 
     # ---- connections ------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -287,6 +296,40 @@ class StateStore:
     def release_lease(self, name: str, owner: str) -> None:
         with self._tx() as cur:
             cur.execute("DELETE FROM audience_leases WHERE name = ? AND owner = ?", [name, owner])
+
+
+    # ---- remembered answers (the service's difference check) ------------------------------------
+    def profile_ids(self, keys: Sequence[str]) -> dict[str, int]:
+        """Dense ids of *keys*; keys never seen get the next ids, in key order (so runs of
+        neighbouring keys become runs of ids, which roaring bitmaps store compactly)."""
+        with self._tx() as cur:
+            cur.execute("SELECT profile_key, id FROM audience_profile_ids")
+            known: dict[str, int] = {k: int(i) for k, i in cur.fetchall()}
+            fresh = sorted(set(keys) - known.keys())
+            if fresh:
+                cur.execute("SELECT COALESCE(MAX(id), -1) FROM audience_profile_ids")
+                start = int(cur.fetchone()[0]) + 1
+                for offset, key in enumerate(fresh):
+                    cur.execute("INSERT INTO audience_profile_ids (profile_key, id) VALUES (?, ?)",
+                                (key, start + offset))
+                    known[key] = start + offset
+        return known
+
+    def remember_answer(self, caller: str, label: str, size: int, shown: str, members: bytes) -> None:
+        with self._tx() as cur:
+            cur.execute("INSERT INTO audience_answer_sets (caller, label, size, shown, members, answered_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?)", (caller, label, size, shown, members, _ts(now())))
+
+    def answers_near(self, caller: str, size: int, within: int, since: datetime
+                     ) -> list[tuple[str, int, str, bytes]]:
+        """(label, size, shown, members) of *caller*'s answers since *since* whose sets' sizes
+        differ from *size* by less than *within*; older answers are deleted (they expire)."""
+        with self._tx() as cur:
+            cur.execute("DELETE FROM audience_answer_sets WHERE answered_at < ?", (_ts(since),))
+            cur.execute("SELECT label, size, shown, members FROM audience_answer_sets WHERE caller = ?"
+                        " AND size > ? AND size < ? ORDER BY answered_at",
+                        (caller, size - within, size + within))
+            return [(str(label), int(n), str(shown), bytes(m)) for label, n, shown, m in cur.fetchall()]
 
 
 class _Cursor:

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from google.protobuf import timestamp_pb2
 
 from audience.runs.model import RunRecord
-from audience.service.counts import redact_small_counts, rounded
+from audience.service.counts import rounded
+from audience.service.difference import Shown
 from audience.service.names import audience_name, run_name
 from audience.service.protos import audience_pb2 as pb
 from consent_filter.funnel import Funnel
@@ -52,6 +53,12 @@ def rounded_count(count: int, threshold: int) -> pb.RoundedCount:
     return pb.RoundedCount(display=display, value=value, fewer_than=fewer_than)
 
 
+def shown_count(shown: Shown) -> pb.RoundedCount:
+    """A count after the difference check (withheld, or rounded as :func:`rounded_count`)."""
+    return pb.RoundedCount(display=shown.display, value=shown.value, fewer_than=shown.fewer_than,
+                           withheld=shown.withheld)
+
+
 def diagnostic(d: Diagnostic) -> pb.Diagnostic:
     return pb.Diagnostic(
         file=d.file, line=d.span.line, column=d.span.col, end_line=d.span.end_line,
@@ -82,13 +89,13 @@ def funnel(destination: str, counts: Funnel, threshold: int) -> pb.DestinationFu
 
 
 def run(record: RunRecord, threshold: int) -> pb.Run:
-    """A run with every count rounded and counts in its error message redacted."""
+    """A run with every count rounded, also those its error message quotes (structured fields)."""
     msg = pb.Run(
         name=run_name(record.audience, record.run_id), destination=record.destination,
         mode=SYNC_MODES.get(record.mode, pb.SYNC_MODE_UNSPECIFIED),
         state=RUN_STATES.get(record.state, pb.RUN_STATE_UNSPECIFIED),
         counts=_rounded_counts(record.counts, threshold), count_threshold=threshold,
-        error_message=redact_small_counts(record.error, threshold) if record.error else "",
+        error_message=record.error_text(lambda n: rounded(n, threshold)[0]) or "",
         progress=_progress(record), definition_file=record.definition_file,
         content_hash=record.content_hash, git_commit=record.git_commit or "")
     msg.as_of_time.CopyFrom(timestamp(record.as_of))

@@ -2,13 +2,13 @@
 
 consent.md: a count below the threshold (a destination's ``min_size``, or 100 without one) is
 shown only as "fewer than N", never exactly, so nobody can be singled out. Everything that
-leaves the service with a count in it goes through :func:`rounded` (or, for free text such as
-a run's error message, :func:`redact_small_counts`).
+leaves the service with a count in it goes through :func:`rounded` (a run's error message
+quotes its counts as fields of the run, rendered through it too) and, for estimates and
+overlaps, through the difference check (:mod:`audience.service.difference`).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from functools import reduce
@@ -18,29 +18,13 @@ from sqlglot import exp
 
 from audience.build import definition_query
 from audience.project import Project
-from consent_filter.funnel import shown, threshold_of
+from consent_filter.funnel import shown_to_planner, threshold_of
 
-# An integer standing alone: not part of a word, a decimal, a date or time, an id, a percentage.
-_STANDALONE_INT = re.compile(r"(?<![\w.:/-])\d+(?![\w.:/%-])")
-
-
-# The rule has one home, consent_filter.funnel (the CLI and the demo use it too).
-rounded = shown
+# The rule has one home, consent_filter.funnel (the CLI and the demo use its exact form).
+rounded = shown_to_planner
 
 
-__all__ = ["overlap_counts", "overlap_query", "redact_small_counts", "rounded", "threshold_of"]
-
-
-def redact_small_counts(text: str, threshold: int) -> str:
-    """Free text with every standalone integer below *threshold* replaced by "fewer than N".
-
-    Run errors are written for operators and may quote counts ("held: 3 adds and 2 removes
-    exceed max_change"); through the service they must not reveal a small exact count.
-    """
-    def replace(match: re.Match[str]) -> str:
-        return match.group(0) if int(match.group(0)) >= threshold else f"fewer than {threshold}"
-
-    return _STANDALONE_INT.sub(replace, text)
+__all__ = ["overlap_counts", "overlap_members", "overlap_query", "rounded", "threshold_of"]
 
 
 def overlap_query(project: Project, names: Sequence[str], as_of: datetime) -> exp.Select:
@@ -69,6 +53,16 @@ def overlap_query(project: Project, names: Sequence[str], as_of: datetime) -> ex
              for i, j in combinations(range(len(names)), 2)]
     return exp.select(*(exp.Coalesce(this=s, expressions=[zero.copy()]) for s in sums)).from_(
         per_profile.subquery("per_profile"))
+
+
+def overlap_members(project: Project, names: Sequence[str], as_of: datetime) -> list[list[object]]:
+    """The members of each audience (the sets behind the overlap's counts, which the
+    difference check remembers)."""
+    dialect = project.warehouse.dialect
+    return [[row[0] for row in project.warehouse.query(
+                exp.select(exp.column("profile_key")).from_(
+                    definition_query(project, name, as_of).subquery("a")).sql(dialect=dialect))]
+            for name in names]
 
 
 def overlap_counts(project: Project, names: Sequence[str], as_of: datetime

@@ -33,6 +33,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
+from itertools import combinations
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
@@ -46,7 +47,8 @@ from audience.project import Project
 from audience.runs import api as runs_api
 from audience.runs.model import RunRecord
 from audience.service import convert
-from audience.service.counts import overlap_counts, threshold_of
+from audience.service.counts import overlap_counts, overlap_members, threshold_of
+from audience.service.difference import AnswerMemory, caller_of
 from audience.service.drafts import (
     CheckedDraft,
     check_condition,
@@ -79,7 +81,8 @@ from audience.service.protos import audience_pb2 as pb
 from audience.service.protos import audience_service_pb2 as rpc
 from audience.service.protos import audience_service_pb2_grpc as rpc_grpc
 from audience.service.results import ResultCache
-from consent_filter.funnel import Funnel
+from consent_filter.funnel import Funnel, step_members
+from exporters.grpc_ingest.auth import presented_token
 
 T = TypeVar("T")
 Handler = Callable[..., Any]
@@ -152,14 +155,23 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
     def __init__(self, projects: ProjectCache, *, executor: Executor,
                  result_ttl: float = DEFAULT_RESULT_TTL_SECONDS,
                  watch_interval: float = DEFAULT_WATCH_INTERVAL_SECONDS,
-                 max_draft_checks: int = DEFAULT_MAX_DRAFT_CHECKS) -> None:
+                 max_draft_checks: int = DEFAULT_MAX_DRAFT_CHECKS,
+                 difference_check: bool = True) -> None:
         self.projects = projects
+        self.difference_check = difference_check
+        self._memory: AnswerMemory | None = None  # opened in the worker pool on first use
         self.max_draft_checks = max_draft_checks
         self._draft_checks = 0  # in flight; only touched on the event loop, so no lock
         self.executor = executor
         self.result_ttl = result_ttl
         self.watch_interval = watch_interval
         self.stopping = asyncio.Event()  # set on the server's loop when a shutdown begins
+
+    def _memory_of(self, project: Project) -> AnswerMemory:
+        """The remembered answers, in the project's state store (blocking: opens it)."""
+        if self._memory is None:
+            self._memory = AnswerMemory(runs_api.store_for(project.config))
+        return self._memory
 
     @property
     def project_dir(self) -> Path:
@@ -303,8 +315,36 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
             return self._estimate_response(project, name, when, destinations,
                                            funnels(project, name, destinations, when))
 
-        return await self._cached(snapshot.results, context, key, compute, ttl=self.result_ttl,
-                                  stale_for=self.result_ttl)
+        if not self.difference_check:
+            return await self._cached(snapshot.results, context, key, compute, ttl=self.result_ttl,
+                                      stale_for=self.result_ttl)
+
+        def members() -> tuple[datetime, dict[str, list[tuple[object, int, bool]]]]:
+            from audience.consented import funnel_members
+
+            when = as_of or datetime.now(UTC)
+            return when, funnel_members(project, name, destinations, when)
+
+        when, rows = await self._cached(snapshot.results, context, ("estimate members", *key[1:]),
+                                        members, ttl=self.result_ttl, stale_for=self.result_ttl)
+        return await self._blocking(self._checked_estimate, project, name, when, destinations, rows,
+                                    _caller(context))
+
+    def _checked_estimate(self, project: Project, name: str, when: datetime, destinations: list[str],
+                          rows: dict[str, list[tuple[object, int, bool]]], caller: str
+                          ) -> rpc.EstimateAudienceResponse:
+        """The funnels with every step through the difference check (blocking: state store)."""
+        memory = self._memory_of(project)
+        funnels = []
+        for dest in destinations:
+            threshold = threshold_of(project.config.destinations[dest].min_size)
+            steps = step_members(rows[dest])
+            shown = memory.answers(caller, [(f"{name} ({dest}: {step})", memory.bitmap(keys))
+                                            for step, keys in steps.items()], threshold)
+            funnels.append(pb.DestinationFunnel(destination=dest, threshold=threshold, **{
+                step: convert.shown_count(s) for step, s in zip(steps, shown, strict=True)}))
+        return rpc.EstimateAudienceResponse(audience=audience_name(name),
+                                            as_of_time=convert.timestamp(when), funnels=funnels)
 
     @staticmethod
     def _estimate_response(project: Project, name: str, when: datetime, destinations: list[str],
@@ -351,6 +391,8 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
             threshold = threshold_of(dest.min_size)
         as_of = _requested_as_of(request)
         key = ("overlap", tuple(names), as_of)
+        if self.difference_check:
+            return await self._checked_overlap(snapshot, context, names, threshold, as_of)
 
         def compute() -> tuple[datetime, list[int], dict[tuple[int, int], int]]:
             when = as_of or datetime.now(UTC)
@@ -366,6 +408,36 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
             pairs=[rpc.AudiencePair(first=audience_name(names[i]), second=audience_name(names[j]),
                                     both=convert.rounded_count(count, threshold))
                    for (i, j), count in sorted(pairs.items())])
+
+    async def _checked_overlap(self, snapshot: ProjectSnapshot, context: Context, names: list[str],
+                               threshold: int, as_of: datetime | None) -> rpc.OverlapAudiencesResponse:
+        """Sizes and pairwise intersections, each through the difference check."""
+        project = snapshot.project
+
+        def members() -> tuple[datetime, list[list[object]]]:
+            when = as_of or datetime.now(UTC)
+            return when, overlap_members(project, names, when)
+
+        when, keys = await self._cached(snapshot.results, context, ("overlap members", tuple(names), as_of),
+                                        members, ttl=self.result_ttl, stale_for=self.result_ttl)
+        caller = _caller(context)
+        pairs = list(combinations(range(len(names)), 2))
+
+        def check() -> list[convert.Shown]:
+            memory = self._memory_of(project)
+            sets = [memory.bitmap(k) for k in keys]
+            counts = [(n, sets[i]) for i, n in enumerate(names)]
+            counts += [(f"{names[i]} and {names[j]}", sets[i] & sets[j]) for i, j in pairs]
+            return memory.answers(caller, counts, threshold)
+
+        shown = await self._blocking(check)
+        return rpc.OverlapAudiencesResponse(
+            threshold=threshold, as_of_time=convert.timestamp(when),
+            sizes=[rpc.AudienceSize(audience=audience_name(n), members=convert.shown_count(shown[i]))
+                   for i, n in enumerate(names)],
+            pairs=[rpc.AudiencePair(first=audience_name(names[i]), second=audience_name(names[j]),
+                                    both=convert.shown_count(shown[len(names) + k]))
+                   for k, (i, j) in enumerate(pairs)])
 
     async def _cached(self, cache: ResultCache, context: Context, key: Hashable,
                       compute: Callable[[], T], *, ttl: float, stale_for: float = 0.0) -> T:
@@ -458,6 +530,11 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
     def _run(project: Project, record: RunRecord) -> pb.Run:
         dest = project.config.destinations.get(record.destination)
         return convert.run(record, threshold_of(dest.min_size if dest else None))
+
+
+def _caller(context: Context) -> str:
+    """Whose history a count is checked against: the bearer token, else the peer."""
+    return caller_of(presented_token(context.invocation_metadata()), context.peer())
 
 
 def _check_destination(project: Project, name: str, field: str) -> DestinationConfig:

@@ -114,7 +114,8 @@ def test_two_due_workers_run_every_due_sync_exactly_once(tmp_path: Path, names: 
         # the state store made its tables in the search_path schema named by [state] url
         tables = {r[0] for r in pg("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
                                    (state_schema,))}
-        assert tables == {"audience_runs", "audience_checkpoints", "audience_leases"}
+        assert tables == {"audience_runs", "audience_checkpoints", "audience_leases", "audience_profile_ids",
+                      "audience_answer_sets"}
         runs = pg(f"SELECT audience, destination, state FROM {state_schema}.audience_runs")
         assert Counter((a, d) for a, d, _ in runs) == Counter(SYNCS)
         assert {s for _, _, s in runs} == {"succeeded"}

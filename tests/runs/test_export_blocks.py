@@ -38,7 +38,7 @@ def refresh(root: Path, step: int) -> tuple[str, str | None, dict[str, int]]:
     try:
         (sync,) = find_sync(project, "fans", "drop")
         run = RunEngine(project, store).refresh(sync, as_of=as_of(step))
-        return run.state, run.error, {k: run.counts.get(k, 0) for k in ("adds_sent", "removes_sent")}
+        return run.state, run.error_text(), {k: run.counts.get(k, 0) for k in ("adds_sent", "removes_sent")}
     finally:
         store.close()
         project.close()

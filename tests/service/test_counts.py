@@ -53,11 +53,15 @@ def rounded_counts(msg: Message) -> Iterator[pb.RoundedCount]:
 
 
 def assert_never_exact_below(msg: Message, threshold: int) -> int:
-    """Every count in *msg* is "fewer than <threshold>" or an exact value >= threshold."""
+    """Every count in *msg* is "fewer than <threshold>", withheld (value 0, saying why) or a
+    value >= threshold."""
     seen = 0
     for count in rounded_counts(msg):
         seen += 1
-        if count.fewer_than:
+        if count.withheld:
+            assert (count.value, count.fewer_than) == (0, 0)
+            assert count.display == f"withheld: too close to an earlier answer about {count.withheld}"
+        elif count.fewer_than:
             assert (count.fewer_than, count.value, count.display) == (
                 threshold, 0, f"fewer than {threshold}")
         else:

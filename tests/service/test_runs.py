@@ -21,7 +21,7 @@ import pytest
 
 from audience.runs import api as runs_api
 from audience.runs.model import RunRecord
-from audience.service.counts import redact_small_counts
+from audience.service import convert
 from audience.service.protos import audience_pb2 as pb
 from audience.service.protos import audience_service_pb2 as rpc
 from tests.service.helpers import EVERYONE_BLOCK, Running, field_violations, serving
@@ -163,13 +163,19 @@ def test_bad_refresh_requests(server: Running) -> None:
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_small_counts_in_run_errors_are_redacted() -> None:
-    text = ("held: 3 adds and 120 removes exceed max_change (50% of the 4 members last "
-            "exported) at 2026-06-30T12:00:00 in run 20260630T120000Z-ab12cd34; min_size 5")
-    assert redact_small_counts(text, 5) == (
-        "held: fewer than 5 adds and 120 removes exceed max_change (50% of the fewer than 5 "
-        "members last exported) at 2026-06-30T12:00:00 in run 20260630T120000Z-ab12cd34; "
-        "min_size 5")
+def test_counts_quoted_by_a_run_error_are_rendered_rounded_by_the_service() -> None:
+    record = RunRecord(
+        run_id="20260630T120000Z-ab12cd34", audience="everyone", destination="ads", mode="mirror",
+        state="held", as_of=AS_OF, created_at=AS_OF,
+        counts={"adds": 3, "unforced_removes": 1373, "previous_members": 4},
+        error="held: {adds} adds and {unforced_removes} removes exceed max_change (50% of the "
+              "{previous_members} members last exported) in run 20260630T120000Z-ab12cd34")
+    assert convert.run(record, 5).error_message == (
+        "held: fewer than 5 adds and 1400 removes exceed max_change (50% of the fewer than 5 "
+        "members last exported) in run 20260630T120000Z-ab12cd34")
+    assert record.error_text() == (  # the operator's CLI: exact
+        "held: 3 adds and 1373 removes exceed max_change (50% of the 4 "
+        "members last exported) in run 20260630T120000Z-ab12cd34")
 
 
 # ---- watch streams on the asyncio server ---------------------------------------------------------
