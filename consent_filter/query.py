@@ -23,8 +23,8 @@ from consent_filter.policy import (
     ExportTarget,
 )
 from dsl.catalog import Catalog, Table
-from engines import traits
 from dsl.compiler import PROFILE_ALIAS, col, table_ref, timestamp_literal
+from engines import traits
 
 STAGE = "consent_stage"
 HELD_OUT = "held_out"

@@ -47,6 +47,8 @@ class EngineTraits:
     `hex8_to_int`: the first 8 hex digits of a digest as an integer (the holdout bucket).
     `hashes_in_sql`: exports can hash identifiers inside the engine with exactly the product's
     normalization (exporters.hashing.sql); elsewhere hashing happens in Python.
+    `hashes_plan_in_engine`: a refresh hashes its adds inside the engine (DuckDB: every core,
+    2-3x Python); PostgreSQL's exact expressions are slower than Python, so it does not.
     `runs_here`: a warehouse this build connects to (the others are compile targets).
     `forbidden`: constructs of other engines that must never appear in this dialect's SQL;
     the dialect check (engines.check) looks for them in the rendered text.
@@ -56,6 +58,7 @@ class EngineTraits:
     cte_materialized: bool
     hex8_to_int: Callable[[exp.Expr], exp.Expr]
     hashes_in_sql: bool = False
+    hashes_plan_in_engine: bool = False
     runs_here: bool = False
     forbidden: tuple[str, ...] = field(default=())
 
@@ -65,7 +68,8 @@ _NO_CTE_HINT = ("AS MATERIALIZED", "AS NOT MATERIALIZED")
 TRAITS: dict[str, EngineTraits] = {
     t.name: t
     for t in (
-        EngineTraits("duckdb", cte_materialized=True, hex8_to_int=_hex_via_0x, hashes_in_sql=True, runs_here=True,
+        EngineTraits("duckdb", cte_materialized=True, hex8_to_int=_hex_via_0x, hashes_in_sql=True,
+                     hashes_plan_in_engine=True, runs_here=True,
                      forbidden=("AS NOT MATERIALIZED",)),
         EngineTraits("postgres", cte_materialized=True, hex8_to_int=_hex_via_bits, hashes_in_sql=True,
                      runs_here=True),
