@@ -1,4 +1,6 @@
-"""Building audiences in the warehouse: SQL for a dialect, member keys, the consent funnel."""
+"""Building audiences in the warehouse before consent: the definition's SQL for a dialect, member keys.
+
+The consented audience (per destination) is audience/consented.py, which builds on this module."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from typing import Any
 
 from sqlglot import exp
 
+from audience.config import DIALECTS
+from audience.errors import UserError
 from audience.project import Project
 from dsl.compiler import compile_audience
 
@@ -17,24 +21,16 @@ def definition_query(project: Project, name: str, as_of: datetime) -> exp.Select
     return compile_audience(project.audience(name), project.catalog, project.audiences, as_of)
 
 
-def audience_sql(project: Project, name: str, as_of: datetime, dialect: str,
-                 destination: str | None = None, *, pretty: bool = False) -> str:
-    if destination is None:
-        query = definition_query(project, name, as_of)
-    else:
-        from audience.consented import consented_members_query
-
-        query = consented_members_query(project, name, destination, as_of, dialect)
-    return query.sql(dialect=_sqlglot_dialect(dialect), pretty=pretty)
+def audience_sql(project: Project, name: str, as_of: datetime, dialect: str, *, pretty: bool = False) -> str:
+    """The definition's SQL in *dialect* (the consented one: audience.consented.compiled_sql)."""
+    return sql_text(definition_query(project, name, as_of), dialect, pretty=pretty)
 
 
-def _sqlglot_dialect(dialect: str) -> str:
-    from audience.config import DIALECTS
-    from audience.errors import UserError
-
+def sql_text(query: exp.Select, dialect: str, *, pretty: bool = False) -> str:
+    """*query* as text in *dialect*, one of the dialects a project may name."""
     if dialect not in DIALECTS:
         raise UserError(f'unknown dialect "{dialect}"; use one of {", ".join(DIALECTS)}')
-    return dialect
+    return query.sql(dialect=dialect, pretty=pretty)
 
 
 def sort_keys(keys: list[Any]) -> list[Any]:

@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from dsl.diagnostics import Diagnostic, Span, did_you_mean
+from exporters.vocabulary import FORMATS, IDENTIFIER_TYPES
 
 CONFIG_FILE = "audience.toml"
 DESTINATION_TYPES = ("s3", "grpc", "file")
-FORMATS = ("sha256", "google", "meta", "uid2")
-IDENTIFIER_TYPES = ("email", "phone", "maid", "external_id")
 BASES = ("opt_in", "opt_out")
 DIALECTS = ("duckdb", "postgres", "bigquery", "snowflake", "spark", "databricks", "trino", "redshift")
 DEFAULT_STATE_URL = "sqlite:///.audience/state.db"
@@ -655,8 +654,9 @@ def _audiences_dir(rep: ConfigReporter, written: str | None, root: Path) -> Path
 
 
 def _sensitive(data: dict[str, Any]) -> SensitiveConfig:
-    rules = tuple(SensitiveValueRule(*row["column"].rsplit(".", 1), row["values"], row["category"])
-                  for row in data.get("values", ()) if {"column", "values", "category"} <= row.keys())
+    rules = tuple(SensitiveValueRule(table, column, row["values"], row["category"])
+                  for row in data.get("values", ()) if {"column", "values", "category"} <= row.keys()
+                  for table, column in [row["column"].rsplit(".", 1)])
     return SensitiveConfig(**{k: v for k, v in data.items() if k != "values"}, values=rules)
 
 
@@ -681,7 +681,7 @@ def _destination(rep: ConfigReporter, name: str, s: dict[str, Any], raw: dict[st
         if kind is not None and only and kind not in only:
             rep.error(_join(path, key), f"applies only to {' and '.join(only)} destinations, not {kind}")
     needed = {"s3": ("uri", 'such as "s3://bucket/prefix/"'), "file": ("uri", 'such as "file:exports/NAME"'),
-              "grpc": ("target", 'such as "127.0.0.1:50061"')}.get(kind)
+              "grpc": ("target", 'such as "127.0.0.1:50061"')}.get(str(kind))
     if needed and needed[0] not in raw:
         rep.error(_join(path, needed[0]), f"missing required key for a {kind} destination ({needed[1]})")
     uri = s.get("uri")

@@ -21,14 +21,14 @@ from datetime import datetime
 
 import structlog
 
-from audience.warehouse import Warehouse, WarehouseError
+from audience.warehouse import STATE_SCHEMA as SCHEMA
+from audience.warehouse import Warehouse, WarehouseError, quoted
 from consent_filter.current import condense_history, current_table
 from dsl.catalog import Table
 from dsl.compiler import table_ref, timestamp_literal
 
 log = structlog.get_logger()
 
-SCHEMA = "audience_state"
 MARKS = f"{SCHEMA}.consent_current_marks"
 _REBUILD = threading.Lock()  # one rebuild at a time per process: the others read the history meanwhile
 _REQUIRED = ("profile_key", "purpose", "status", "updated_at", "expires_at")
@@ -44,10 +44,6 @@ def condensed_name(consent_table: str) -> str:
 
 def _ref(table: Table) -> str:
     return table_ref(table, "").sql("duckdb")
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def usable_current(wh: Warehouse, consent_table: Table | None, as_of: datetime, *,
@@ -84,7 +80,7 @@ def _recorded_mark(wh: Warehouse, consent_table: Table) -> tuple[int, str] | Non
     than the question): a missing marks table means never built; any other failure is raised,
     for `usable_current` to read the history instead of rebuilding again and again."""
     try:
-        found = wh.query(f"SELECT row_count, newest FROM {MARKS} WHERE source = {_lit(consent_table.name)}")
+        found = wh.query(f"SELECT row_count, newest FROM {MARKS} WHERE source = {quoted(consent_table.name)}")
     except WarehouseError:
         if wh.table_columns(MARKS) is not None:
             raise
@@ -117,7 +113,7 @@ def _fresh(wh: Warehouse, consent_table: Table, as_of: datetime, rebuild_stale: 
 def rebuild(wh: Warehouse, consent_table: Table) -> None:
     """Rebuild the condensed table and its mark in one transaction (one snapshot of the history)."""
     name = condensed_name(consent_table.name)
-    source = _lit(consent_table.name)
+    source = quoted(consent_table.name)
     wh.transaction([
         f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
         f"CREATE TABLE IF NOT EXISTS {MARKS} (source VARCHAR, row_count BIGINT, newest VARCHAR)",

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlglot import exp
 
-from audience.build import definition_query, sort_keys
+from audience.build import definition_query, sort_keys, sql_text
 from audience.config import DestinationConfig
 from audience.consent_state import usable_current
 from audience.errors import UserError
 from audience.project import Project
-from consent_filter.funnel import Funnel, rounded_funnel
+from consent_filter.funnel import Funnel
 from consent_filter.policy import ConsentPolicy, ExportTarget
 from consent_filter.query import consent_query, exportable, funnel_query
 from dsl.catalog import Table
@@ -123,6 +120,16 @@ def consented_members_query(
     return exp.select("profile_key").from_(exportable(ca.query).subquery("x"))
 
 
+def compiled_sql(project: Project, name: str, as_of: datetime, dialect: str,
+                 destination: str | None = None, *, pretty: bool = False) -> str:
+    """What `compile` prints: the definition's SQL, or with *destination* its consented members'."""
+    if destination is None:
+        query = definition_query(project, name, as_of)
+    else:
+        query = consented_members_query(project, name, destination, as_of, dialect)
+    return sql_text(query, dialect, pretty=pretty)
+
+
 def exported_members(project: Project, audience: str, dest_name: str, as_of: datetime) -> list[object]:
     """Keys that would be exported: consent rules, holdout, and identifiers valid after normalization."""
     from exporters.hashing import hash_rows
@@ -137,39 +144,3 @@ def exported_members(project: Project, audience: str, dest_name: str, as_of: dat
             if any(h is not None for h in hashed):
                 keys.append(row[0])
     return sort_keys(keys)
-
-
-def estimate_command(args: argparse.Namespace) -> int:
-    from audience.commands import load_for_audience
-
-    project = load_for_audience(args)
-    if project is None:
-        return 1
-    aud = project.audience(args.name)
-    names = (
-        [args.destination]
-        if args.destination
-        else [s.destination for s in aud.syncs] or list(project.config.destinations)
-    )
-    if not names:
-        raise UserError("the project declares no destinations; add one under [destinations] in audience.toml")
-    report = {name: rounded_funnel(funnel, destination(project, name).min_size)
-              for name, funnel in funnels(project, args.name, names, args.as_of).items()}
-    if args.json:
-        print(json.dumps({"audience": args.name, "as_of": args.as_of.isoformat(), "destinations": report}, indent=2))
-        return 0
-    out = sys.stdout
-    labels = [
-        ("matched", "matched the definition"),
-        ("suppressed", "removed: suppressed"),
-        ("under_age", "removed: under age"),
-        ("no_permission", "removed: no permission"),
-        ("no_identifier", "removed: no identifier"),
-        ("held_out", "held out (control group)"),
-        ("exportable", "exportable"),
-    ]
-    for name, counts in report.items():
-        out.write(f"{args.name} -> {name}\n")
-        for key, label in labels:
-            out.write(f"  {label:<26} {counts[key]:>14}\n")
-    return 0

@@ -17,14 +17,13 @@ from pathlib import Path
 from audience.config import CONFIG_FILE, OUTSIDE_PROJECT, ConfigError, ConfigReporter, ProjectConfig, load_config
 from audience.errors import UserError
 from audience.warehouse import Warehouse, WarehouseNotFound, connect
+from consent_filter.policy import CONSENT_COLUMNS
 from consent_filter.sensitive import category_problem
 from dsl import ast
 from dsl.catalog import Catalog, Column, EventSource, SensitiveValues, Table, kind_of
-from dsl.checker import check_project
+from dsl.checker import check_project, memberships
 from dsl.diagnostics import NO_SPAN, Diagnostic, Span, sort_diagnostics
 from dsl.parser import parse
-
-CONSENT_COLUMNS = ("profile_key", "purpose", "status", "updated_at", "expires_at", "source")
 
 
 @dataclass
@@ -57,6 +56,30 @@ class Project:
 
             raise UnknownAudience(f'unknown audience "{name}"' + did_you_mean(name, self.audiences))
         return self.audiences[name]
+
+    def audience_problems(self, name: str) -> list[Diagnostic]:
+        """Errors that block one audience: inside its block or the blocks of audiences it includes.
+
+        An error elsewhere in the same file does not block it (another planner's draft should not
+        stop a working audience from refreshing).
+        """
+        spans: list[tuple[str, Span]] = []
+        todo, seen = [name], set()
+        while todo:
+            current = todo.pop()
+            if current in seen or current not in self.audiences:
+                continue
+            seen.add(current)
+            aud = self.audiences[current]
+            spans.append((aud.file, aud.span))
+            todo.extend(m.audience for m in memberships(aud.where))
+
+        def inside(d: Diagnostic) -> bool:
+            at = (d.span.line, d.span.col)
+            return any(d.file == file and (span.line, span.col) <= at <= (span.end_line, span.end_col)
+                       for file, span in spans)
+
+        return [d for d in self.diagnostics if d.severity == "error" and inside(d)]
 
     def content_hash(self, name: str) -> str:
         """SHA-256 of the audience's own block text (what changed, not where it moved)."""

@@ -12,6 +12,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,6 +25,16 @@ if TYPE_CHECKING:  # only where blocks are read: exporters' modules cost start-u
     from exporters.line_blocks import LineBlock
 
 log = structlog.get_logger()
+
+#: The product's private schema in the warehouse (run snapshots, condensed consent decisions).
+STATE_SCHEMA = "audience_state"
+
+
+def quoted(text: str) -> str:
+    """*text* as a SQL string literal, for the statements on the product's own tables."""
+    from dsl.compiler import string_literal  # only here: sqlglot costs `audience check` start-up time
+
+    return string_literal(text).sql()
 
 
 class WarehouseError(OperationalError):
@@ -59,6 +70,35 @@ def _split(table: str, default_schema: str) -> tuple[str, str]:
     return (parts[-2] if len(parts) > 1 else default_schema), parts[-1]
 
 
+@contextmanager
+def _duckdb_errors(what: str, also: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """DuckDB's exceptions (and *also*) as one WarehouseError: *what* failed, and DuckDB's words."""
+    import duckdb
+
+    caught: tuple[type[Exception], ...] = (duckdb.Error, *also)
+    try:
+        yield
+    except caught as err:
+        raise WarehouseError(f"{what}: {err}") from None
+
+
+@contextmanager
+def _postgres_errors(what: str) -> Iterator[None]:
+    """psycopg's exceptions as one WarehouseError: *what* failed, and the server's first line."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as err:
+        raise WarehouseError(f"{what}: {str(err).strip().splitlines()[0]}") from None
+
+
+def _batches(cursor: Any, batch_size: int) -> Iterator[list[tuple[Any, ...]]]:
+    """A DB-API cursor's remaining rows, *batch_size* at a time."""
+    while rows := cursor.fetchmany(batch_size):
+        yield rows
+
+
 class DuckDBWarehouse:
     """Embedded DuckDB; one connection per thread (cursor()) over one database file."""
 
@@ -67,10 +107,8 @@ class DuckDBWarehouse:
     def __init__(self, path: str) -> None:
         import duckdb
 
-        try:
+        with _duckdb_errors(f"cannot open DuckDB database {path}"):
             self._con = duckdb.connect(path)
-        except duckdb.Error as err:
-            raise WarehouseError(f"cannot open DuckDB database {path}: {err}") from None
         self._local = threading.local()
         self.path = path
 
@@ -82,38 +120,27 @@ class DuckDBWarehouse:
         return cur
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        import duckdb
-
-        try:
+        with _duckdb_errors("DuckDB query failed"):
             return self._cursor().execute(sql, list(params)).fetchall()
-        except duckdb.Error as err:
-            raise WarehouseError(f"DuckDB query failed: {err}") from None
 
     def stream(self, sql: str, batch_size: int = 50_000) -> Iterator[list[tuple[Any, ...]]]:
-        import duckdb
-
         cur = self._con.cursor()
         try:
-            cur.execute(sql)
-            while rows := cur.fetchmany(batch_size):
-                yield rows
-        except duckdb.Error as err:
-            raise WarehouseError(f"DuckDB query failed: {err}") from None
+            with _duckdb_errors("DuckDB query failed"):
+                cur.execute(sql)
+                yield from _batches(cur, batch_size)
         finally:
             cur.close()
 
     def line_blocks(self, sql: str) -> Iterator[LineBlock]:
         """The lines of a one-column line query (``exporters.csv_lines``) as Arrow blocks:
         DuckDB builds them on every core and no Python object is made per row."""
-        import duckdb
-
         from exporters.line_blocks import LineStreamError, arrow_line_blocks
 
         cur = self._con.cursor()
         try:
-            yield from arrow_line_blocks(cur.sql(sql))
-        except (duckdb.Error, LineStreamError) as err:
-            raise WarehouseError(f"DuckDB query failed: {err}") from None
+            with _duckdb_errors("DuckDB query failed", also=(LineStreamError,)):
+                yield from arrow_line_blocks(cur.sql(sql))
         finally:
             cur.close()
 
@@ -121,12 +148,8 @@ class DuckDBWarehouse:
         self.query(sql, params)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        import duckdb
-
-        try:
+        with _duckdb_errors("DuckDB write failed"):
             self._cursor().executemany(sql, [list(r) for r in rows])
-        except duckdb.Error as err:
-            raise WarehouseError(f"DuckDB write failed: {err}") from None
 
     def bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
         """Stream rows through a temporary CSV file: far faster than executemany, flat memory."""
@@ -177,19 +200,16 @@ class PostgresWarehouse:
     dialect = "postgres"
 
     def __init__(self, conninfo: str) -> None:
-        import psycopg
         from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-        params = conninfo_to_dict(conninfo)
+        params: dict[str, Any] = dict(conninfo_to_dict(conninfo))
         params["options"] = f"{params.get('options', '')} -c TimeZone=UTC".strip()
         self._conninfo = make_conninfo(**params)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: list[Any] = []
-        try:
+        with _postgres_errors("cannot connect to PostgreSQL"):
             self._conn()
-        except psycopg.Error as err:
-            raise WarehouseError(f"cannot connect to PostgreSQL: {str(err).strip().splitlines()[0]}") from None
 
     def _conn(self):
         import psycopg
@@ -203,27 +223,22 @@ class PostgresWarehouse:
         return conn
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        import psycopg
-
-        try:
-            with self._conn().cursor() as cur:
-                cur.execute(sql, list(params) or None)
-                return cur.fetchall() if cur.description else []
-        except psycopg.Error as err:
-            raise WarehouseError(f"PostgreSQL query failed: {str(err).strip().splitlines()[0]}") from None
+        with _postgres_errors("PostgreSQL query failed"), self._conn().cursor() as cur:
+            cur.execute(sql, list(params) or None)
+            return cur.fetchall() if cur.description else []
 
     def stream(self, sql: str, batch_size: int = 50_000) -> Iterator[list[tuple[Any, ...]]]:
+        """A connection of its own: a server-side cursor holds its transaction open meanwhile."""
         import psycopg
 
-        conn = psycopg.connect(self._conninfo)
+        with _postgres_errors("cannot connect to PostgreSQL"):
+            conn = psycopg.connect(self._conninfo)
         try:
-            with conn.transaction(), conn.cursor(name="audience_stream") as cur:
+            with (_postgres_errors("PostgreSQL query failed"), conn.transaction(),
+                  conn.cursor(name="audience_stream") as cur):
                 cur.itersize = batch_size
                 cur.execute(sql)
-                while rows := cur.fetchmany(batch_size):
-                    yield rows
-        except psycopg.Error as err:
-            raise WarehouseError(f"PostgreSQL query failed: {str(err).strip().splitlines()[0]}") from None
+                yield from _batches(cur, batch_size)
         finally:
             conn.close()
 
@@ -241,37 +256,24 @@ class PostgresWarehouse:
         self.query(sql, params)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        import psycopg
-
-        try:
-            with self._conn().cursor() as cur:
-                cur.executemany(sql, rows)
-        except psycopg.Error as err:
-            raise WarehouseError(f"PostgreSQL write failed: {str(err).strip().splitlines()[0]}") from None
+        with _postgres_errors("PostgreSQL write failed"), self._conn().cursor() as cur:
+            cur.executemany(sql, rows)
 
     def bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-        import psycopg
-
         count = 0
-        try:
-            with self._conn().cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-                    count += 1
-        except psycopg.Error as err:
-            raise WarehouseError(f"PostgreSQL write failed: {str(err).strip().splitlines()[0]}") from None
+        with (_postgres_errors("PostgreSQL write failed"), self._conn().cursor() as cur,
+              cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy):
+            for row in rows:
+                copy.write_row(row)
+                count += 1
         return count
 
     def transaction(self, statements: Sequence[str]) -> None:
-        import psycopg
-
-        conn = self._conn()
-        try:
+        with _postgres_errors("PostgreSQL transaction failed"):
+            conn = self._conn()
             with conn.transaction(), conn.cursor() as cur:
                 for sql in statements:
                     cur.execute(sql)
-        except psycopg.Error as err:
-            raise WarehouseError(f"PostgreSQL transaction failed: {str(err).strip().splitlines()[0]}") from None
 
     def table_columns(self, table: str) -> dict[str, str] | None:
         parts = table.split(".")

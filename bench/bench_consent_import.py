@@ -239,7 +239,7 @@ def import_end_to_end(tmp: Path, signals: Path) -> tuple[int, float]:
     """The whole command, as an operator runs it: decode, then one insert into the warehouse."""
     import duckdb
 
-    from audience.commands import write_starter
+    from audience.cli.support import write_starter
 
     root = tmp / "project"
     root.mkdir()

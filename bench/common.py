@@ -17,7 +17,7 @@ def demo_project(fans: int, *, consents_per_fan: float = 2.5, streams_per_fan: f
     """A starter project over a demo warehouse of `fans` fans (built once, reused by later runs)."""
     import duckdb
 
-    from audience.commands import write_starter
+    from audience.cli.support import write_starter
     from audience.demo.warehouse import DemoSizes, build_demo_warehouse
 
     root = DATA / (name or f"demo-{fans}-{consents_per_fan}-{streams_per_fan}")

@@ -19,10 +19,7 @@ from sqlglot import exp
 
 from dsl.catalog import Column, Table
 from dsl.compiler import col, table_ref, timestamp_literal
-
-
-def _s(text: str) -> exp.Literal:
-    return exp.Literal.string(text)
+from dsl.compiler import string_literal as _s
 
 
 def _flag(cond: exp.Expr) -> exp.Max:

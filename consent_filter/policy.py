@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: The consent table's columns, in order (shared/spec/consent.md, "Consent table"): what a
+#: project's consent table must have and what `audience consent import` writes.
+CONSENT_COLUMNS: tuple[str, ...] = ("profile_key", "purpose", "status", "updated_at", "expires_at", "source")
+
 # EU 27 plus Iceland, Liechtenstein and Norway (ISO 3166-1 alpha-2; Greece is GR).
 EEA: frozenset[str] = frozenset(
     [

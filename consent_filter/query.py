@@ -24,6 +24,7 @@ from consent_filter.policy import (
 )
 from dsl.catalog import Catalog, Table
 from dsl.compiler import PROFILE_ALIAS, col, table_ref, timestamp_literal
+from dsl.compiler import string_literal as _s
 from engines import traits
 
 STAGE = "consent_stage"
@@ -42,10 +43,6 @@ def age_cutoff(as_of: datetime, minimum_age: int) -> date:
         return day.replace(year=day.year - minimum_age)
     except ValueError:  # 29 February in a year that has none
         return day.replace(year=day.year - minimum_age, day=28)
-
-
-def _s(text: str) -> exp.Literal:
-    return exp.Literal.string(text)
 
 
 def _case(*whens: tuple[exp.Expr, exp.Expr], default: exp.Expr) -> exp.Case:

@@ -53,7 +53,13 @@ def col(name: str, table: str | None = None) -> exp.Column:
     return exp.Column(this=ident(name), table=ident(table) if table else None)
 
 
-def table_ref(table: Table, alias: str) -> exp.Table:
+def string_literal(text: str) -> exp.Literal:
+    """A SQL string literal; sqlglot quotes it for each dialect (the one helper for every layer)."""
+    return exp.Literal.string(text)
+
+
+def table_ref(table: Table, alias: str) -> exp.Expr:
+    """The table as a FROM item; aliased it is an exp.Alias-like node, hence the wider type."""
     parts = table.name.split(".")
     node = exp.Table(this=ident(parts[-1]), db=ident(parts[-2]) if len(parts) > 1 else None,
                      catalog=ident(parts[-3]) if len(parts) > 2 else None)
@@ -71,7 +77,7 @@ def compile_audience(aud: ast.Audience, catalog: Catalog, audiences: Mapping[str
             .from_(table_ref(catalog.profile, PROFILE_ALIAS), copy=False).where(where, copy=False))
 
 
-def predicate(cond: ast.Condition, ctx: CompileContext) -> exp.Expression:
+def predicate(cond: ast.Condition, ctx: CompileContext) -> exp.Expr:
     """A never-NULL boolean expression over the profile row `p`."""
     return _Compiler(ctx).cond(cond, PROFILE_ALIAS, ctx.catalog.profile)
 
@@ -80,7 +86,7 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def timestamp_literal(value: datetime, kind: str) -> exp.Expression:
+def timestamp_literal(value: datetime, kind: str) -> exp.Expr:
     """A typed literal for a UTC instant, in the type of the column it is compared with."""
     value = _utc(value)
     if kind == DATE:
@@ -91,7 +97,7 @@ def timestamp_literal(value: datetime, kind: str) -> exp.Expression:
     return exp.cast(exp.Literal.string(text), exp.DataType.Type.TIMESTAMP, copy=False)
 
 
-def value_literal(lit: ast.Literal, kind: str) -> exp.Expression:
+def value_literal(lit: ast.Literal, kind: str) -> exp.Expr:
     """A typed literal node for a checked DSL value compared with a column of `kind`."""
     value = lit.value
     if isinstance(value, bool):
@@ -107,7 +113,7 @@ def value_literal(lit: ast.Literal, kind: str) -> exp.Expression:
     return exp.Literal.string(value)
 
 
-def _not_null(e: exp.Expression) -> exp.Expression:
+def _not_null(e: exp.Expr) -> exp.Expr:
     """`e IS NOT NULL` (rendered so; DuckDB pushes it into scans, `NOT e IS NULL` it does not)."""
     return exp.Is(this=e.copy(), expression=exp.Null(), negate=True)
 
@@ -121,7 +127,7 @@ _PYOPS = {
 }
 
 
-def _binary(op: str, left: exp.Expression, right: exp.Expression) -> exp.Expression:
+def _binary(op: str, left: exp.Expr, right: exp.Expr) -> exp.Expr:
     return _OPS[op](this=left, expression=right)
 
 
@@ -130,7 +136,7 @@ class _Compiler:
         self.ctx = ctx
 
     # ---- boolean structure -------------------------------------------------------------
-    def cond(self, cond: ast.Condition, alias: str, table: Table) -> exp.Expression:
+    def cond(self, cond: ast.Condition, alias: str, table: Table) -> exp.Expr:
         match cond:
             case ast.And(items=items):
                 return exp.and_(*(self.cond(i, alias, table) for i in items), copy=False)
@@ -152,7 +158,7 @@ class _Compiler:
                 return exp.Paren(this=self.cond(self.ctx.audiences[name].where, alias, table))
         raise TypeError(f"not a condition: {cond!r}")  # pragma: no cover
 
-    def compare(self, cond: ast.Condition, alias: str, table: Table) -> exp.Expression:
+    def compare(self, cond: ast.Condition, alias: str, table: Table) -> exp.Expr:
         ref: ast.FieldRef = cond.field  # type: ignore[union-attr]
         column = col(ref.column, alias)
         kind = table.columns[ref.column].kind
@@ -186,13 +192,13 @@ class _Compiler:
         assert source is not None, "the checker rejects unknown events"
         return source
 
-    def time_bounds(self, source: EventSource, alias: str, window: ast.Window | None) -> list[exp.Expression]:
+    def time_bounds(self, source: EventSource, alias: str, window: ast.Window | None) -> list[exp.Expr]:
         """Window bounds on the event timestamp; `ts <= as_of` always (no future events)."""
         ts = col(source.timestamp, alias)
         kind = source.table.columns[source.timestamp].kind
         lit = lambda dt: timestamp_literal(dt, kind)  # noqa: E731
         as_of = self.ctx.as_of
-        bounds: list[exp.Expression] = [exp.LTE(this=ts.copy(), expression=lit(as_of))]
+        bounds: list[exp.Expr] = [exp.LTE(this=ts.copy(), expression=lit(as_of))]
         if window is None:
             return bounds
         if window.kind == "last":
@@ -221,11 +227,11 @@ class _Compiler:
         return (exp.select(key, copy=False).from_(table_ref(source.table, alias), copy=False)
                 .where(exp.and_(*conds, copy=False), copy=False))
 
-    def member_of(self, keys: exp.Select, negate: bool = False) -> exp.Expression:
+    def member_of(self, keys: exp.Select, negate: bool = False) -> exp.Expr:
         test = exp.In(this=col(self.ctx.catalog.profile_key, PROFILE_ALIAS), query=keys.subquery(copy=False))
         return exp.Not(this=exp.Paren(this=test)) if negate else test
 
-    def event(self, ev: ast.Event) -> exp.Expression:
+    def event(self, ev: ast.Event) -> exp.Expr:
         source = self.source(ev.event)
         alias = self.ctx.alias("e")
         rows = self.event_rows(source, alias, ev.filter, ev.window)
@@ -234,7 +240,7 @@ class _Compiler:
         if (op == ">=" and n <= 1) or (op == "=" and n == 0) or (op == "<=" and n == 0):
             # at least once / never: plain (anti) semi-join, no counting needed
             if n == 0 and op == ">=":
-                result: exp.Expression = exp.true()
+                result: exp.Expr = exp.true()
                 return exp.Not(this=result) if ev.negated else result
             rows = rows.distinct(copy=False)
         else:
@@ -245,7 +251,7 @@ class _Compiler:
         return self.member_of(rows, holds_for_zero != ev.negated)
 
     # ---- measures, aggregates, ranks --------------------------------------------------------
-    def measure_expr(self, m: ast.Measure, alias: str) -> exp.Expression:
+    def measure_expr(self, m: ast.Measure, alias: str) -> exp.Expr:
         if m.func == "count":
             return exp.Count(this=exp.Star())
         assert m.column is not None
@@ -258,7 +264,7 @@ class _Compiler:
             return exp.Avg(this=exp.cast(column, exp.DataType.Type.DOUBLE, copy=False))
         return (exp.Min if m.func == "min" else exp.Max)(this=column)
 
-    def aggregate(self, agg: ast.Aggregate) -> exp.Expression:
+    def aggregate(self, agg: ast.Aggregate) -> exp.Expr:
         m = agg.measure
         source = self.source(m.event)
         alias = self.ctx.alias("e")
@@ -272,7 +278,7 @@ class _Compiler:
         rows = rows.group_by(col(source.key, alias), copy=False).having(having, copy=False)
         return self.member_of(rows, negate=holds_for_zero)
 
-    def rank(self, rank: ast.Rank) -> exp.Expression:
+    def rank(self, rank: ast.Rank) -> exp.Expr:
         m = rank.measure
         source = self.source(m.event)
         alias = self.ctx.alias("e")
@@ -293,7 +299,7 @@ class _Compiler:
             scaled = int(rank.amount * scale)
             left = exp.Mul(this=exp.Paren(this=exp.Sub(this=r, expression=exp.Literal.number(1))),
                            expression=exp.Literal.number(100 * scale))
-            keep = exp.LT(this=left, expression=exp.Mul(this=exp.Literal.number(scaled), expression=total))
+            keep: exp.Expr = exp.LT(this=left, expression=exp.Mul(this=exp.Literal.number(scaled), expression=total))
         else:
             keep = exp.LTE(this=r, expression=exp.Literal.number(int(rank.amount)))
         top = (exp.select(col("k"), copy=False)
@@ -301,7 +307,7 @@ class _Compiler:
         return self.member_of(top)
 
     # ---- sequences ----------------------------------------------------------------------------
-    def sequence(self, seq: ast.Sequence) -> exp.Expression:
+    def sequence(self, seq: ast.Sequence) -> exp.Expr:
         first, then = self.source(seq.first.event), self.source(seq.then.event)
         if (first.table.name, first.key, first.timestamp) == (then.table.name, then.key, then.timestamp):
             return self.same_table_sequence(seq, first)
@@ -311,7 +317,7 @@ class _Compiler:
         right = self.step_from(then, b, seq.window, numbered=same)
         ts_a, ts_b = col(first.timestamp, a), col(then.timestamp, b)
         within = _interval(seq.within)
-        conds: list[exp.Expression] = [
+        conds: list[exp.Expr] = [
             exp.EQ(this=col(first.key, a), expression=col(then.key, b)),
             exp.GTE(this=ts_b, expression=ts_a),
             exp.LTE(this=ts_b.copy(), expression=exp.Add(this=ts_a.copy(), expression=within)),
@@ -327,7 +333,7 @@ class _Compiler:
                  .where(exp.and_(*conds[1:], copy=False), copy=False))
         return self.member_of(query)
 
-    def same_table_sequence(self, seq: ast.Sequence, source: EventSource) -> exp.Expression:
+    def same_table_sequence(self, seq: ast.Sequence, source: EventSource) -> exp.Expr:
         """a then b over one table: b strictly later within the limit, or two distinct rows of the
         same instant — counted per (key, ts) group, which is exact without any row identity
         (identical twins are two rows; a single row never pairs with itself)."""
@@ -353,7 +359,7 @@ class _Compiler:
             # one side takes any row: two rows of the instant, one of them passing the other filter
             flt = seq.first.filter or seq.then.filter
             rows = self.event_rows(source, g, None, seq.window)
-            having: exp.Expression = two if flt is None else exp.and_(
+            having: exp.Expr = two if flt is None else exp.and_(
                 two, _at_least(self.cond(flt, g, table), 1), copy=False)
         else:
             # rows passing neither filter cannot be a or b, so only the others are grouped
@@ -364,7 +370,7 @@ class _Compiler:
         return exp.Paren(this=exp.or_(self.member_of(later), self.member_of(instant), copy=False))
 
     def step_from(self, source: EventSource, alias: str, window: ast.Window | None,
-                  numbered: bool) -> exp.Expression:
+                  numbered: bool) -> exp.Expr:
         """The step's table, pre-filtered to the window; numbered rows when a and b share a table.
 
         Rows are numbered per profile in an order over every column, so identical rows are the
@@ -392,7 +398,7 @@ class _Compiler:
 _NEGATED = {"=": "!=", "!=": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 
 
-def _at_least(predicate: exp.Expression, n: int) -> exp.Expression:
+def _at_least(predicate: exp.Expr, n: int) -> exp.Expr:
     """SUM(CASE WHEN predicate THEN 1 ELSE 0 END) >= n (predicates here are never NULL)."""
     case = exp.Case(ifs=[exp.If(this=predicate, true=exp.Literal.number(1))], default=exp.Literal.number(0))
     return exp.GTE(this=exp.Sum(this=case), expression=exp.Literal.number(n))

@@ -29,12 +29,13 @@ from audience.runs.schedule import sync_due
 from audience.runs.sinks import ExportPlan, sink_for
 from audience.runs.store import StateStore, now, worker_id
 from audience.runs.testhook import pause_point
-from audience.warehouse import Warehouse
+from audience.warehouse import Warehouse, quoted
 from consent_filter.policy import NO_IDENTIFIER, PASSES, RULE_NAMES
 from consent_filter.query import COUNTRY, HELD_OUT, STAGE, consent_query, identifier_alias
 from dsl import ast
 from dsl.compiler import PROFILE_ALIAS, CompileContext, col, predicate, table_ref
 from engines import TRAITS
+from exporters.vocabulary import IDENTIFIER_TYPES
 
 if TYPE_CHECKING:
     from exporters.line_blocks import LineBlock
@@ -241,6 +242,7 @@ class RunEngine:
         else:  # events, ranks, other audiences: evaluate it once, as a join
             definition = (exp.select(key.copy()).from_(table_ref(catalog.profile, "d0")).where(condition, copy=False)
                           .transform(_rename_alias(PROFILE_ALIAS, "d0")))  # predicate() is written over alias p
+            assert isinstance(definition, exp.Select)  # transform() keeps the root: a Select
             definition.set("expressions", [exp.alias_(col(catalog.profile_key, "d0"), "k")])
             base = base.join(definition.subquery("dq"), on=exp.EQ(this=col("k", "dq"), expression=key.copy()),
                              join_type="left")
@@ -268,7 +270,7 @@ class RunEngine:
             snap.clear_run(self.wh, run.run_id)
 
     def _build_plan(self, sync: Sync, run: RunRecord, *, preview: bool = False) -> dict[str, Any]:
-        wh, rid, t, stage = self.wh, snap.lit(run.run_id), snap.table, self._stage
+        wh, rid, t, stage = self.wh, quoted(run.run_id), snap.table, self._stage
         snap.clear_run(wh, run.run_id)
         current, unchanged = _current(""), _unchanged("")
         staged = f"NOT ({unchanged}) AND ({current} OR prev_fingerprint IS NOT NULL)"
@@ -277,8 +279,8 @@ class RunEngine:
         # raw identifiers travel only with the members to add (NULL for everyone else)
         raw = [f"CASE WHEN {to_add} THEN CAST({v} AS VARCHAR) END AS {c}" for c, v in
                [("country", COUNTRY), *((f"id_{k}", identifier_alias(k) if k in kinds else "NULL")
-                                        for k in snap.ID_TYPES)]]
-        names = ", ".join(["country", *(f"id_{k}" for k in snap.ID_TYPES)])
+                                        for k in IDENTIFIER_TYPES)]]
+        names = ", ".join(["country", *(f"id_{k}" for k in IDENTIFIER_TYPES)])
         columns = f"profile_key, {STAGE}, {HELD_OUT}, in_definition, fingerprint, prev_fingerprint, {', '.join(raw)}"
         wh.execute(f"INSERT INTO {stage} (run_id, member_key, consent_stage, held_out, in_definition, fingerprint, "
                    f"prev_fingerprint, n, {names}) "
@@ -319,7 +321,7 @@ class RunEngine:
     def _staying_unchanged(self, run: RunRecord, deletions: bool) -> str:
         """SQL for the (member_key, fingerprint) of members who stay unchanged: in the snapshot,
         not staged (the stage lists every other one), and with a profile (when some were deleted)."""
-        rid = snap.lit(run.run_id)
+        rid = quoted(run.run_id)
         sql = (f"SELECT m.member_key, m.fingerprint FROM {snap.table('members')} m WHERE {self._mine(run, 'm')} "
                f"AND NOT EXISTS (SELECT 1 FROM {self._stage} s WHERE s.run_id = {rid} AND s.member_key = m.member_key)")
         return sql + f" AND {self._profile_exists('m')}" if deletions else sql
@@ -353,10 +355,10 @@ class RunEngine:
         """
         from exporters.hashing import check_kinds, sql_hashed_expression
 
-        wh, dest, rid = self.wh, sync.destination, snap.lit(run.run_id)
+        wh, dest, rid = self.wh, sync.destination, quoted(run.run_id)
         kinds = list(dest.identifiers)
         check_kinds(dest.format, kinds)  # a type the format refuses fails the run before any hashing
-        in_sql: dict[str, exp.Expression] = {}
+        in_sql: dict[str, exp.Expr] = {}
         if wh.dialect in HASHES_IN_WAREHOUSE:
             for kind in kinds:
                 expression = sql_hashed_expression(kind, col(f"id_{kind}", "s"), dest.format, wh.dialect)
@@ -374,7 +376,7 @@ class RunEngine:
         return int(wh.query(f"SELECT COUNT(DISTINCT member_key) FROM {snap.table('plan_adds')} "
                             f"WHERE run_id = {rid}")[0][0])
 
-    def _hash_in_sql(self, run: RunRecord, changed: str, expressions: dict[str, exp.Expression]) -> str:
+    def _hash_in_sql(self, run: RunRecord, changed: str, expressions: dict[str, exp.Expr]) -> str:
         """The `INSERT ... SELECT` hashing `expressions` (type -> hash of stage column `s.id_<type>`).
 
         One pass over the stage: the types and their hashes are two lists unnested side by side,
@@ -384,7 +386,7 @@ class RunEngine:
         (email + MAID, sha256, DuckDB, 1M members): UNNEST 1.1-1.3 s, LATERAL (VALUES ...)
         1.8-2.0 s, UNION ALL 1.8-2.3 s.
         """
-        dialect, rid = self.wh.dialect, snap.lit(run.run_id)
+        dialect, rid = self.wh.dialect, quoted(run.run_id)
         types = exp.Unnest(expressions=[exp.Array(expressions=[exp.Literal.string(k) for k in expressions])])
         hashes = exp.Unnest(expressions=[exp.Array(expressions=list(expressions.values()))])
         return (f"INSERT INTO {snap.table('plan_adds')} (run_id, member_key, fingerprint, id_type, hashed) "
@@ -423,7 +425,7 @@ class RunEngine:
         warehouse (the stage then accounts for fewer members than the snapshot holds), and older
         tuples that an additive run kept for members who stay.
         """
-        t, stage, current, rid = snap.table, self._stage, _current("s"), snap.lit(run.run_id)
+        t, stage, current, rid = snap.table, self._stage, _current("s"), quoted(run.run_id)
         by_rule = "".join(f"WHEN s.{STAGE} = {rule} THEN '{RULE_NAMES[rule]}' " for rule in snap.FORCED_RULES)
         reason = (f"CASE {by_rule}"
                   f"WHEN NOT s.in_definition THEN '{'sensitive' if withdraw else 'left'}' "
@@ -440,7 +442,7 @@ class RunEngine:
             parts.append(f"SELECT u.member_key, 'changed' AS reason, u.fingerprint AS keep "
                          f"FROM ({self._staying_unchanged(run, deletions)}) AS u")
         leaving = " UNION ALL ".join(parts)
-        forced = "(" + " OR ".join(f"c.reason = {snap.lit(r)}" for r in snap.FORCED_REASONS) + ")"
+        forced = "(" + " OR ".join(f"c.reason = {quoted(r)}" for r in snap.FORCED_REASONS) + ")"
         only_forced = "" if mode != "additive" else f" AND {forced}"  # additive keeps the rest
         self.wh.execute(
             f"INSERT INTO {t('plan_remove_rows')} (run_id, member_key, fingerprint, id_type, hashed) "
@@ -463,7 +465,7 @@ class RunEngine:
     def _decide(self, sync: Sync, run: RunRecord, *, full: bool, funnel: dict[str, int], invalid: int, new: int,
                 previous: int, preview: bool) -> dict[str, Any]:
         """What this run sends: everything, only removals (held / too small), and in which mode."""
-        wh, rid, dest, t = self.wh, snap.lit(run.run_id), sync.destination, snap.table
+        wh, rid, dest, t = self.wh, quoted(run.run_id), sync.destination, snap.table
         count = lambda sql: int(wh.query(sql)[0][0])  # noqa: E731
         exportable = funnel["exportable"] - invalid
         members = 0
@@ -519,7 +521,7 @@ class RunEngine:
         drop the member who stays). Only rows sharing a hashed value with a removal are looked
         at (equi-joins on the hash), so this costs little however large the audience.
         """
-        t, rid = snap.table, snap.lit(run.run_id)
+        t, rid = snap.table, quoted(run.run_id)
         sel = f"r.run_id = {rid}" + (" AND r.forced" if only_forced else "")
         removed = (f"SELECT x.member_key, x.fingerprint, x.id_type, x.hashed FROM {t('plan_remove_rows')} x "
                    f"JOIN {t('plan_removes')} r ON r.member_key = x.member_key AND r.fingerprint = x.fingerprint "
@@ -556,7 +558,7 @@ class RunEngine:
 
     # ---- export ---------------------------------------------------------------------------------
     def _export(self, sync: Sync, run: RunRecord, decision: dict[str, Any]) -> dict[str, Any]:
-        wh, rid, dest, t = self.wh, snap.lit(run.run_id), sync.destination, snap.table
+        wh, rid, dest, t = self.wh, quoted(run.run_id), sync.destination, snap.table
         kinds = tuple(dest.identifiers)
         full, send_adds, send_removes = decision["full"], decision["send_adds"], decision["send_removes"]
         if not full and not send_adds and not decision["counts"]["removes_sent"]:
@@ -584,9 +586,9 @@ class RunEngine:
     # ---- snapshot ---------------------------------------------------------------------------------
     def _apply_snapshot(self, run: RunRecord, decision: dict[str, Any]) -> None:
         """Record what the destination now holds; idempotent, in one warehouse transaction."""
-        rid, t = snap.lit(run.run_id), snap.table
+        rid, t = quoted(run.run_id), snap.table
         mine = self._mine(run)
-        project, audience, destination = (snap.lit(v) for v in (self.project.config.name, run.audience,
+        project, audience, destination = (quoted(v) for v in (self.project.config.name, run.audience,
                                                                  run.destination))
         added = f"SELECT DISTINCT member_key, fingerprint FROM {t('plan_adds')} WHERE run_id = {rid}"
         adds = decision["send_adds"] or decision["full"]

@@ -17,6 +17,7 @@ from audience.runs.testhook import pause_point
 
 if TYPE_CHECKING:
     from exporters.block_guard import ColumnShapes
+    from exporters.drop_writer import PartKind
     from exporters.line_blocks import LineBlock
 
 
@@ -97,18 +98,19 @@ class DropSink:
         sent = 0
         try:
             add_shapes, remove_shapes = _column_shapes(plan, self.dest.format)
-            for kind, members, shapes in (("members" if plan.full else "adds", plan.adds, add_shapes),
-                                          ("removes", plan.removes, remove_shapes)):
+            sections: list[tuple[PartKind, HashedList, list[ColumnShapes]]] = [
+                ("members" if plan.full else "adds", plan.adds, add_shapes), ("removes", plan.removes, remove_shapes)]
+            for kind, members, shapes in sections:
                 # Parts stream into the writer (a part is up to a million rows: never held in a
                 # list); the blocks of a part skipped on resume are read past, not kept.
                 for index, part in block_parts(members.blocks(), self.dest.rows_per_file):
                     step = f"part:{kind}:{index}"
                     previous = done.get(step)
-                    if previous and writer.existing_part(kind, index, expected_sha256=previous["sha256"]):  # type: ignore[arg-type]
+                    if previous and writer.existing_part(kind, index, expected_sha256=previous["sha256"]):
                         sent += previous["rows"]
                         continue
                     try:
-                        info = writer.write_part_blocks(kind, index, part, shapes)  # type: ignore[arg-type]
+                        info = writer.write_part_blocks(kind, index, part, shapes)
                     except RowRefused as err:  # the message names row and column, never the value
                         raise OperationalError(f"destination {self.dest.name}: {kind} part {index}: {err}") from None
                     checkpoints.mark(step, {"sha256": info.sha256, "rows": info.rows})

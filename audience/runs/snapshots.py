@@ -46,17 +46,17 @@ from typing import Any
 
 from sqlglot import exp
 
-from audience.warehouse import Warehouse
+from audience.warehouse import STATE_SCHEMA as SCHEMA
+from audience.warehouse import Warehouse, quoted
 from consent_filter.policy import NO_PERMISSION, RULE_NAMES, SUPPRESSED, UNDER_AGE
 from dsl.compiler import PROFILE_ALIAS, col
+from exporters.vocabulary import IDENTIFIER_TYPES
 
-SCHEMA = "audience_state"
 SCRATCH = "audience_scratch"
-# Identifier types (config.IDENTIFIER_TYPES), raw in the stage for members to add only.
-ID_TYPES = ("email", "phone", "maid", "external_id")
+# Identifier types (exporters.vocabulary), raw in the stage for members to add only.
 STAGE_COLUMNS = ("run_id VARCHAR, member_key VARCHAR, consent_stage INTEGER, held_out BOOLEAN, "
                  "in_definition BOOLEAN, fingerprint VARCHAR, prev_fingerprint VARCHAR, n INTEGER, country VARCHAR, "
-                 + ", ".join(f"id_{k} VARCHAR" for k in ID_TYPES))
+                 + ", ".join(f"id_{k} VARCHAR" for k in IDENTIFIER_TYPES))
 TABLES = {
     "members": "project VARCHAR, audience VARCHAR, destination VARCHAR, member_key VARCHAR, fingerprint VARCHAR",
     "sent": "project VARCHAR, audience VARCHAR, destination VARCHAR, member_key VARCHAR, fingerprint VARCHAR, "
@@ -92,11 +92,6 @@ def stage_table(dialect: str) -> str:
     return f"{SCRATCH}.stage" if dialect == "duckdb" else table("stage")
 
 
-def lit(value: str) -> str:
-    """A SQL string literal, quoted by sqlglot (values here are our own names and ids)."""
-    return exp.Literal.string(value).sql()
-
-
 def _columns(spec: str) -> list[tuple[str, str]]:
     return [(name, kind) for name, kind in (part.strip().split(" ", 1) for part in spec.split(","))]
 
@@ -117,7 +112,7 @@ def ensure_schema(wh: Warehouse) -> None:
     wanted = {**TABLES, **({} if wh.dialect == "duckdb" else {"stage": STAGE_COLUMNS})}
     have: dict[str, set[str]] = {}
     for name, column in wh.query("SELECT table_name, column_name FROM information_schema.columns "
-                                 f"WHERE table_schema = {lit(SCHEMA)}"):
+                                 f"WHERE table_schema = {quoted(SCHEMA)}"):
         have.setdefault(name, set()).add(column)
     if all({c for c, _ in _columns(spec)} <= have.get(name, set()) for name, spec in wanted.items()):
         return
@@ -143,15 +138,16 @@ def fingerprint(fmt: str, kinds: Sequence[str], country: exp.Expression | None,
     member) at a third of MD5's cost; elsewhere MD5, which every engine has.
     """
     sep = exp.Literal.string("\x1f")
-    pieces: list[exp.Expression] = [exp.Literal.string(f"{fmt}|{','.join(kinds)}")]
+    pieces: list[exp.Expr] = [exp.Literal.string(f"{fmt}|{','.join(kinds)}")]
     for value in [country, *identifier_columns]:
-        text = exp.Coalesce(this=exp.cast(value, exp.DataType.Type.VARCHAR), expressions=[exp.Literal.string("")]) \
+        text: exp.Expr = exp.Coalesce(this=exp.cast(value, exp.DataType.Type.VARCHAR),
+                                      expressions=[exp.Literal.string("")]) \
             if value is not None else exp.Literal.string("")
         pieces += [sep.copy(), text]
-    text = exp.func("CONCAT", *pieces)
+    line = exp.func("CONCAT", *pieces)
     if dialect == "duckdb":
-        return exp.cast(exp.func("HASH", text), exp.DataType.Type.VARCHAR)
-    return exp.MD5(this=text)
+        return exp.cast(exp.func("HASH", line), exp.DataType.Type.VARCHAR)
+    return exp.MD5(this=line)
 
 
 def profile_fingerprint(catalog: Any, fmt: str, kinds: Sequence[str], dialect: str = "") -> exp.Expression:
@@ -162,8 +158,8 @@ def profile_fingerprint(catalog: Any, fmt: str, kinds: Sequence[str], dialect: s
 
 def sync_filter(project: str, audience: str, destination: str, alias: str = "") -> str:
     prefix = f"{alias}." if alias else ""
-    return (f"{prefix}project = {lit(project)} AND {prefix}audience = {lit(audience)} "
-            f"AND {prefix}destination = {lit(destination)}")
+    return (f"{prefix}project = {quoted(project)} AND {prefix}audience = {quoted(audience)} "
+            f"AND {prefix}destination = {quoted(destination)}")
 
 
 def signature(kinds: Sequence[str], alias: str = "") -> str:
@@ -173,13 +169,13 @@ def signature(kinds: Sequence[str], alias: str = "") -> str:
     one member there. Hashes never contain `|` (hex, base64, lowercase MAIDs).
     """
     prefix = f"{alias}." if alias else ""
-    parts = [f"COALESCE(MAX(CASE WHEN {prefix}id_type = {lit(k)} THEN {prefix}hashed END), '')" for k in kinds]
+    parts = [f"COALESCE(MAX(CASE WHEN {prefix}id_type = {quoted(k)} THEN {prefix}hashed END), '')" for k in kinds]
     return "CONCAT(" + ", '|', ".join(parts) + ")" if len(parts) > 1 else parts[0]
 
 
 def clear_run(wh: Warehouse, run_id: str) -> None:
     for name in (stage_table(wh.dialect), table("plan_adds"), table("plan_removes"), table("plan_remove_rows")):
-        wh.execute(f"DELETE FROM {name} WHERE run_id = {lit(run_id)}")
+        wh.execute(f"DELETE FROM {name} WHERE run_id = {quoted(run_id)}")
 
 
 def pivot(source: str, where: str, kinds: Sequence[str]) -> str:
@@ -187,7 +183,7 @@ def pivot(source: str, where: str, kinds: Sequence[str]) -> str:
 
     Unordered so that the consumer sorts once: ``ordered`` for rows, ``lines`` for CSV lines
     (a subquery's ORDER BY would be a second sort of the whole list)."""
-    cases = ", ".join(f"MAX(CASE WHEN id_type = {lit(k)} THEN hashed END) AS {k}" for k in kinds)
+    cases = ", ".join(f"MAX(CASE WHEN id_type = {quoted(k)} THEN hashed END) AS {k}" for k in kinds)
     return f"SELECT member_key, fingerprint, {cases} FROM {source} WHERE {where} GROUP BY member_key, fingerprint"
 
 

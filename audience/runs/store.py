@@ -63,6 +63,11 @@ def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def _parse_set(value: str) -> datetime:
+    """A time from a column that is never NULL (a run's as_of and created_at, a lease's expiry)."""
+    return datetime.fromisoformat(value)
+
+
 def worker_id() -> str:
     """host:pid — lets a restarted worker on the same host take over a dead process's lease."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -214,7 +219,7 @@ class StateStore:
         d = dict(zip(_RUN_COLUMNS, row, strict=True))
         return RunRecord(
             run_id=d["run_id"], audience=d["audience"], destination=d["destination"], mode=d["mode"],
-            state=d["state"], as_of=_parse(d["as_of"]), created_at=_parse(d["created_at"]),  # type: ignore[arg-type]
+            state=d["state"], as_of=_parse_set(d["as_of"]), created_at=_parse_set(d["created_at"]),
             started_at=_parse(d["started_at"]), finished_at=_parse(d["finished_at"]),
             counts=json.loads(d["counts"]), error=d["error"], progress_done=d["progress_done"],
             progress_total=d["progress_total"], definition_file=d["definition_file"],
@@ -264,7 +269,7 @@ class StateStore:
                             "ON CONFLICT (name) DO NOTHING", [name, owner, expires])
                 return cur.rowcount == 1
             holder, until = row
-            if holder != owner and _parse(until) > now() and not _owner_is_dead(holder):  # type: ignore[operator]
+            if holder != owner and _parse_set(until) > now() and not _owner_is_dead(holder):
                 return False
             cur.execute("UPDATE audience_leases SET owner = ?, expires_at = ? WHERE name = ?", [owner, expires, name])
             return True

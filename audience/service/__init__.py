@@ -14,6 +14,7 @@ Modules, one job each:
 - :mod:`~audience.service.servicer`: the ``AudienceService`` RPCs;
 - :mod:`~audience.service.call_log`: one structured log line per call;
 - :mod:`~audience.service.auth`: the bearer-token check;
+- :mod:`~audience.service.options`: the options of ``audience serve``;
 - :mod:`~audience.service.server`: building, starting and stopping the ``grpc.aio`` server
   (CLI entry).
 """

@@ -32,10 +32,10 @@ class AsyncBearerTokenInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation: Continuation,
                                 handler_call_details: grpc.HandlerCallDetails
                                 ) -> grpc.RpcMethodHandler | None:
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        method: str = handler_call_details.method
         if method.startswith(self._exempt):
             return await continuation(handler_call_details)
-        presented = presented_token(handler_call_details.invocation_metadata)  # type: ignore[attr-defined]
+        presented = presented_token(handler_call_details.invocation_metadata)
         if presented is not None and hmac.compare_digest(presented.encode(), self._expected):
             return await continuation(handler_call_details)
         reason = "missing bearer token" if presented is None else "invalid bearer token"

@@ -18,7 +18,7 @@ import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import structlog
@@ -28,7 +28,7 @@ from exporters.grpc_ingest.auth import handler_like
 log = structlog.get_logger()
 
 EVENT = "audience_service.call"
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext  # grpc ships no types: an alias of Any, named for readers
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
 
 
@@ -100,6 +100,6 @@ class CallLogInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        method: str = handler_call_details.method
         behaviour = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
         return handler_like(handler, _wrap(method, behaviour))

@@ -54,7 +54,7 @@ def overlap_query(project: Project, names: Sequence[str], as_of: datetime) -> ex
     Set-based, in one scan per definition: the members of every audience are tagged with the
     audience's index, grouped per profile into one 0/1 flag per audience, and summed.
     """
-    branches = [
+    branches: list[exp.Query] = [
         exp.select(exp.column("profile_key"), exp.alias_(exp.Literal.number(i), "aud_index"))
         .from_(definition_query(project, name, as_of).subquery(f"a{i}"))
         for i, name in enumerate(names)

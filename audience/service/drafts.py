@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from audience.commands import audience_problems
 from audience.project import Project
 from audience.service.errors import draft_errors, failed_precondition, invalid_argument
 from dsl import ast
@@ -109,7 +108,7 @@ def overlay(project: Project, draft: CheckedDraft) -> Project:
 
 def require_compilable(project: Project, name: str, draft: CheckedDraft | None = None) -> None:
     """Errors blocking *name*: in the draft → INVALID_ARGUMENT; in stored files → FAILED_PRECONDITION."""
-    problems = audience_problems(project, name)
+    problems = project.audience_problems(name)
     if not problems:
         return
     if draft is not None and any(d.file == draft.filename for d in problems):

@@ -3,8 +3,8 @@
 Handlers raise :class:`ServiceError` (or let a domain exception escape); :func:`to_service_error`
 maps domain exceptions to codes and :func:`set_error` makes it the call's status. Details travel as a
 serialized ``google.rpc.Status`` in the ``grpc-status-details-bin`` trailer, exactly what
-``grpc_status.rpc_status.from_call`` reads on the client (built here so the server does not
-need the grpcio-status package).
+``grpc_status.rpc_status.from_call`` reads on the client (the trailer's one home is
+exporters/grpc_ingest/status.py, so the server does not need the grpcio-status package).
 
 Messages sent to clients are passed through the identifier redaction of the logs: a warehouse
 error can quote a value from a row, and nothing personal may leave in an error.
@@ -24,11 +24,11 @@ from audience.config import ConfigError
 from audience.errors import OperationalError, UserError
 from audience.project import UnknownAudience
 from dsl.diagnostics import Diagnostic
+from exporters.grpc_ingest.status import STATUS_DETAILS_KEY, status_from_trailers, status_trailer
 from exporters.redaction import redact_text
 
 log = structlog.get_logger()
 
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
 MAX_VIOLATIONS = 100
 
 
@@ -127,17 +127,9 @@ def set_error(context: grpc.ServicerContext | grpc.aio.ServicerContext, error: S
     """
     if error.details:
         status = error.status_proto()
-        context.set_trailing_metadata(((STATUS_DETAILS_KEY, status.SerializeToString()),))
+        context.set_trailing_metadata(status_trailer(status))
     context.set_code(error.code)
     context.set_details(error.message)
-
-
-def status_from_trailers(metadata: Iterable[tuple[str, str | bytes]] | None) -> status_pb2.Status | None:
-    """The ``google.rpc.Status`` of a failed call's trailing metadata (client side), if any."""
-    for key, value in metadata or ():
-        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
-            return status_pb2.Status.FromString(value)
-    return None
 
 
 __all__ = [

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import structlog
 
-from audience.commands import audience_problems
 from audience.config import ConfigError, load_config
 from audience.project import Project, load_project
 from audience.service import convert
@@ -75,7 +74,7 @@ class ProjectSnapshot:
             message = convert.audience(project.audiences[name], full=full,
                                        git_commit=project.git_commit,
                                        content_hash=project.content_hash(name),
-                                       problems=audience_problems(project, name))
+                                       problems=project.audience_problems(name))
             self._audiences[(name, full)] = message
         return message
 

@@ -69,9 +69,9 @@ class ResultCache:
         entry, leader = self._claim(key, compute, ttl, stale_for)
         if leader:
             self._settle(key, entry, compute, ttl)
-            return entry.future.result()  # type: ignore[no-any-return]
+            return entry.future.result()
         try:
-            return entry.future.result(timeout=wait_timeout)  # type: ignore[no-any-return]
+            return entry.future.result(timeout=wait_timeout)
         except FutureTimeout:
             raise _waited_too_long() from None
 
@@ -86,12 +86,12 @@ class ResultCache:
         """
         entry, leader = self._claim(key, compute, ttl, stale_for)
         if entry.future.done():
-            return entry.future.result()  # type: ignore[no-any-return]
+            return entry.future.result()
         if leader:
             self._submit(executor, key, entry, compute, ttl)
         waiting = asyncio.shield(asyncio.wrap_future(entry.future))
         try:
-            return await asyncio.wait_for(waiting, wait_timeout)  # type: ignore[no-any-return]
+            return await asyncio.wait_for(waiting, wait_timeout)
         except TimeoutError:
             raise _waited_too_long() from None
 

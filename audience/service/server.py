@@ -29,14 +29,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, TypeVar
 
 import grpc
@@ -49,6 +47,7 @@ from audience.config import ConfigError
 from audience.errors import OperationalError
 from audience.service.auth import AsyncBearerTokenInterceptor
 from audience.service.call_log import CallLogInterceptor
+from audience.service.options import DEFAULT_PORT, DEFAULT_TOKEN_ENV, add_serve_arguments
 from audience.service.project_cache import ProjectCache
 from audience.service.protos import SERVICE_NAME, audience_service_pb2_grpc
 from audience.service.results import ResultCache
@@ -57,14 +56,13 @@ from audience.service.servicer import (
     DEFAULT_WATCH_INTERVAL_SECONDS,
     AudienceServicer,
 )
+from exporters.grpc_ingest.serving import install_stop_signals, tls_from_args
 from exporters.grpc_ingest.tls import TlsFiles
 
 log = structlog.get_logger()
 
 T = TypeVar("T")
 
-DEFAULT_PORT = 50051
-DEFAULT_TOKEN_ENV = "AUDIENCE_TOKEN"
 DEFAULT_WORKERS = 4
 SHUTDOWN_GRACE_SECONDS = 30.0
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -246,7 +244,7 @@ def serve_command(args: argparse.Namespace, *, on_ready: Callable[[int], None] |
     it cannot start (warehouse, port, TLS files)."""
     _log_calls()
     try:
-        tls = _tls_from_args(args)
+        tls = tls_from_args(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -265,7 +263,7 @@ def serve_command(args: argparse.Namespace, *, on_ready: Callable[[int], None] |
         print(f"error: {err}", file=sys.stderr)
         return 2
     stop = stop_event or threading.Event()
-    restore = _install_stop_signals(stop)
+    restore = install_stop_signals(stop)
     try:
         planner.start()
         log.info("audience_service.listening", host=args.host, port=planner.port,
@@ -289,46 +287,10 @@ def _log_calls() -> None:
                       level=os.environ.get("AUDIENCE_LOG_LEVEL", "INFO"))
 
 
-def _tls_from_args(args: argparse.Namespace) -> TlsFiles | None:
-    cert, key = getattr(args, "tls_cert", None), getattr(args, "tls_key", None)
-    if (cert is None) != (key is None):
-        raise ValueError("--tls-cert and --tls-key go together")
-    return None if cert is None else TlsFiles(cert=Path(cert), key=Path(key))
-
-
-def _install_stop_signals(stop: threading.Event) -> Callable[[], None]:
-    """SIGTERM/SIGINT set *stop*; only possible (and only done) on the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-    def restore() -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-    return restore
-
-
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``audience serve`` (the same as audience/cli.py declares)."""
-    parser.add_argument("--project", default=".", metavar="DIR", help="project folder")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--token-env", default=DEFAULT_TOKEN_ENV, metavar="VAR",
-                        help="environment variable holding the bearer token to require "
-                             "(unset or empty: no token required)")
-    parser.add_argument("--tls-cert", default=None, help="PEM certificate chain (enables TLS)")
-    parser.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m audience.service.server``: the same as ``audience serve``."""
     parser = argparse.ArgumentParser(prog="audience-serve", description="gRPC planner service")
+    parser.add_argument("--project", default=".", metavar="DIR", help="project folder")
     add_serve_arguments(parser)
     return serve_command(parser.parse_args(argv))
 

@@ -34,12 +34,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequen
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
-from audience.build import audience_sql
 from audience.config import DIALECTS, DestinationConfig
+from audience.consented import compiled_sql
 from audience.consented import destination as destination_of
 from audience.errors import UserError
 from audience.project import Project
@@ -82,7 +82,7 @@ from consent_filter.funnel import Funnel
 
 T = TypeVar("T")
 Handler = Callable[..., Any]
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext  # grpc ships no types: an alias of Any, named for readers
 
 DEFAULT_RESULT_TTL_SECONDS = 30.0
 DEFAULT_WATCH_INTERVAL_SECONDS = 0.25
@@ -164,7 +164,10 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
 
     async def _snapshot(self) -> ProjectSnapshot:
         """The project snapshot; a reload (files changed) is done in the worker pool."""
-        return self.projects.current() or await self._blocking(self.projects.get)
+        snapshot = self.projects.current()
+        if snapshot is None:
+            snapshot = await self._blocking(self.projects.get)
+        return snapshot
 
     # ---- audiences ---------------------------------------------------------------------------
     @_unary
@@ -239,7 +242,7 @@ class AudienceServicer(rpc_grpc.AudienceServiceServicer):
         def compute_at(when: datetime) -> Callable[[], rpc.CompileAudienceResponse]:
             def compute() -> rpc.CompileAudienceResponse:
                 target = self._compilable(snapshot.project, name, request.definition)
-                sql = audience_sql(target, name, when, dialect, destination, pretty=request.pretty)
+                sql = compiled_sql(target, name, when, dialect, destination, pretty=request.pretty)
                 return rpc.CompileAudienceResponse(sql=sql, dialect=dialect,
                                                    as_of_time=convert.timestamp(when))
             return compute

@@ -19,7 +19,6 @@ import base64
 import binascii
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -27,7 +26,6 @@ from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import TypeVar
 
 import grpc
@@ -43,6 +41,7 @@ from exporters.grpc_ingest.faults import (
 )
 from exporters.grpc_ingest.model import parse_segment_name, parse_upload_name
 from exporters.grpc_ingest.sandbox_store import SandboxStore, StoreError
+from exporters.grpc_ingest.serving import add_listen_arguments, install_stop_signals, tls_from_args
 from exporters.grpc_ingest.tls import TlsFiles
 from exporters.grpc_ingest.wire import (
     ingest_pb2,
@@ -278,7 +277,7 @@ def serve_sandbox(
     """Serve until SIGTERM/SIGINT (or *stop_event*), then shut down gracefully."""
     sandbox = create_sandbox(port, db_path, token=token, tls=tls, faults=faults, host=host)
     stop = stop_event or threading.Event()
-    restore = _install_stop_signals(stop)
+    restore = install_stop_signals(stop)
     try:
         sandbox.start()
         log.info(
@@ -298,57 +297,25 @@ def serve_sandbox(
         restore()
 
 
-def _install_stop_signals(stop: threading.Event) -> Callable[[], None]:
-    """SIGTERM/SIGINT set *stop*; only possible (and only done) on the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-    def restore() -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-    return restore
-
-
 # ---- command line -------------------------------------------------------------------------
 
 
 def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``audience dsp-sandbox`` (the lead's CLI adds ``--project``)."""
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=DEFAULT_PORT,
-        help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    add_listen_arguments(parser, default_port=DEFAULT_PORT, default_token_env=DEFAULT_TOKEN_ENV)
     parser.add_argument(
         "--db",
         type=Path,
         default=Path(".audience/dsp_sandbox.db"),
         help="SQLite file holding the received segments",
     )
-    parser.add_argument(
-        "--token-env",
-        default=DEFAULT_TOKEN_ENV,
-        metavar="VAR",
-        help="environment variable holding the bearer token to require "
-        "(unset or empty: no token required)",
-    )
-    parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
-    parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     add_fault_arguments(parser)
 
 
 def run_sandbox(args: argparse.Namespace, *, on_ready: Callable[[int], None] | None = None) -> int:
     """Serve with parsed options; 1 for wrong options, 2 when it cannot start."""
     try:
-        tls = _tls_from_args(args)
+        tls = tls_from_args(args)
         faults = fault_plan_from_args(args)
     except ValueError as exc:
         print(f"dsp-sandbox: {exc}", file=sys.stderr)
@@ -370,12 +337,6 @@ def run_sandbox(args: argparse.Namespace, *, on_ready: Callable[[int], None] | N
         print(f"dsp-sandbox: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-def _tls_from_args(args: argparse.Namespace) -> TlsFiles | None:
-    if (args.tls_cert is None) != (args.tls_key is None):
-        raise ValueError("--tls-cert and --tls-key go together")
-    return None if args.tls_cert is None else TlsFiles(cert=args.tls_cert, key=args.tls_key)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,11 +20,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-EMAIL = "email"
-PHONE = "phone"
-MAID = "maid"
-EXTERNAL_ID = "external_id"
-KINDS: tuple[str, ...] = (EMAIL, PHONE, MAID, EXTERNAL_ID)
+from exporters.vocabulary import EMAIL, EXTERNAL_ID, FORMATS, MAID, PHONE
+from exporters.vocabulary import IDENTIFIER_TYPES as KINDS
+
+__all__ = ["EMAIL", "EXTERNAL_ID", "FORMATS", "KINDS", "MAID", "PHONE"]  # re-exported names, besides the rest
 
 
 class Encoding(enum.Enum):
@@ -124,7 +123,7 @@ PROFILES: dict[str, Profile] = {
     ),
 }
 
-FORMATS: tuple[str, ...] = tuple(PROFILES)
+assert tuple(PROFILES) == FORMATS, "every format has one profile, in the vocabulary's order"
 
 
 def get_profile(fmt: str) -> Profile:

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from audience.cli.support import open_config, open_project, print_diagnostics
 from audience.errors import UserError
 from audience.runs.api import open_store, store_for
 from audience.runs.engine import LeaseLost, RunEngine, Sync, SyncBusy, SyncNotDue, find_sync
@@ -41,8 +42,6 @@ def _progress_printer():
 
 
 def refresh_command(args: argparse.Namespace) -> int:
-    from audience.commands import open_project
-
     if not args.due and not args.name:
         raise UserError("name an audience (audience refresh NAME) or use --due")
     project = open_project(args, require_ok=False)
@@ -100,9 +99,7 @@ def _check_compiles(project: Any, sync: Sync) -> Sync:
     refused: its run removes every member it exported, in every mode; any other error refuses."""
     from dataclasses import replace
 
-    from audience.commands import audience_problems, print_diagnostics
-
-    problems = audience_problems(project, sync.audience.name)
+    problems = project.audience_problems(sync.audience.name)
     if not problems:
         return sync
     print_diagnostics(problems, project.sources)
@@ -112,8 +109,6 @@ def _check_compiles(project: Any, sync: Sync) -> Sync:
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    from audience.commands import audience_problems, open_project
-
     project = open_project(args, require_ok=False)
     if project is None:
         return 1
@@ -124,7 +119,7 @@ def plan_command(args: argparse.Namespace) -> int:
         for due in due_syncs(project, store, args.as_of):
             row: dict[str, Any] = {"audience": due.audience, "destination": due.destination, "schedule": due.schedule,
                                    "due": due.due, "next_run": due.next_time.isoformat() if due.next_time else None}
-            if audience_problems(project, due.audience):
+            if project.audience_problems(due.audience):
                 row["error"] = "does not compile (see audience check)"
             else:
                 sync = find_sync(project, due.audience, due.destination)[0]
@@ -153,8 +148,6 @@ def plan_command(args: argparse.Namespace) -> int:
 
 
 def runs_command(args: argparse.Namespace) -> int:
-    from audience.commands import open_config
-
     config = open_config(args)
     if config is None:
         return 1

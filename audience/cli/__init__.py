@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import NoReturn
 
-from audience import commands
+from audience.cli import commands
 from audience.errors import OperationalError, UserError
 from proto_gen import ProtoGenError
 
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, *parents: argparse.ArgumentParser):
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, *parents: _Parser) -> _Parser:
         p = sub.add_parser(name, parents=[common, *parents], help=help_, description=help_)
         p.set_defaults(func=func)
         return p
@@ -105,11 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--limit", type=int, default=50)
     p = add("serve", commands.cmd_serve, "start the gRPC planner service")
-    p.add_argument("--port", type=int, default=50051)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--token-env", default="AUDIENCE_TOKEN", help="env var holding the bearer token")
-    p.add_argument("--tls-cert", default=None)
-    p.add_argument("--tls-key", default=None)
+    from audience.service.options import add_serve_arguments
+
+    add_serve_arguments(p)
     p = add("dsp-sandbox", commands.cmd_dsp_sandbox, "start the sandbox gRPC receiver")
     from exporters.grpc_ingest.sandbox import add_sandbox_arguments
 

@@ -1,4 +1,4 @@
-"""`audience demo` (and the sample data of `audience init`): the whole path, embedded.
+"""`audience demo`: the whole path, embedded.
 
 Builds a synthetic music-label warehouse in DuckDB, checks the starter audiences, prints each
 audience's size and SQL, the consent funnel per destination, then refreshes every sync into
@@ -12,22 +12,10 @@ import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import duckdb
-
-from audience.commands import write_starter
+from audience.cli.runs import summary_line
+from audience.cli.support import print_diagnostics, write_starter
+from audience.demo import build_sample_warehouse
 from audience.errors import UserError
-
-
-def build_sample_warehouse(project_dir: Path, *, fans: int, as_of: datetime) -> dict[str, int]:
-    from audience.demo.warehouse import DemoSizes, build_demo_warehouse
-
-    path = project_dir / "warehouse.duckdb"
-    path.unlink(missing_ok=True)
-    con = duckdb.connect(str(path))
-    try:
-        return build_demo_warehouse(con, sizes=DemoSizes(fans=fans), as_of=as_of)
-    finally:
-        con.close()
 
 
 def _say(text: str = "") -> None:
@@ -36,11 +24,9 @@ def _say(text: str = "") -> None:
 
 def run_demo(target: Path, *, fans: int, as_of: datetime) -> int:
     from audience.build import audience_sql, member_keys
-    from audience.commands import print_diagnostics
     from audience.consented import consented
     from audience.project import load_project
     from audience.runs.api import open_store
-    from audience.runs.cli import summary_line
     from audience.runs.engine import RunEngine, find_sync
     from consent_filter.funnel import rounded_funnel
 
