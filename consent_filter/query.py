@@ -25,6 +25,7 @@ from consent_filter.policy import (
 from dsl.catalog import Catalog, Table
 from dsl.compiler import PROFILE_ALIAS, col, table_ref, timestamp_literal
 from dsl.compiler import string_literal as _s
+from engines import traits
 
 STAGE = "consent_stage"
 HELD_OUT = "held_out"
@@ -199,36 +200,15 @@ def holdout_bucket(audience: str, key: exp.Expr, dialect: str) -> exp.Expr:
     machines.
     """
     text = exp.func("CONCAT", _s(audience + ":"), exp.cast(key, exp.DataType.Type.VARCHAR))
-    if dialect == "postgres":
+    if dialect == "postgres":  # PostgreSQL has no SHA2(): sha256() over the UTF-8 bytes
         digest = exp.func("ENCODE", exp.func("SHA256", exp.func("CONVERT_TO", text, _s("UTF8"))), _s("hex"))
-        hex8 = exp.Substring(this=digest, start=exp.Literal.number(1), length=exp.Literal.number(8))
-        bits = exp.cast(exp.func("CONCAT", _s("x"), hex8), exp.DataType.build("BIT(32)", dialect="postgres"))
-        number: exp.Expr = exp.cast(bits, exp.DataType.Type.BIGINT)
     elif dialect == "duckdb":
-        hex8 = exp.Substring(this=exp.func("SHA256", text), start=exp.Literal.number(1), length=exp.Literal.number(8))
-        number = exp.cast(exp.func("CONCAT", _s("0x"), hex8), exp.DataType.Type.BIGINT)
+        digest = exp.func("SHA256", text)
     else:
-        hex8 = exp.Substring(
-            this=exp.SHA2(this=text, length=exp.Literal.number(256)),
-            start=exp.Literal.number(1),
-            length=exp.Literal.number(8),
-        )
-        number = _hex_to_int(hex8, dialect)
+        digest = exp.SHA2(this=text, length=exp.Literal.number(256))
+    hex8 = exp.Substring(this=digest, start=exp.Literal.number(1), length=exp.Literal.number(8))
+    number = traits(dialect).hex8_to_int(hex8)
     return exp.Mod(this=number, expression=exp.Literal.number(10000))
-
-
-def _hex_to_int(hex8: exp.Expr, dialect: str) -> exp.Expr:
-    if dialect in ("spark", "databricks"):
-        return exp.cast(
-            exp.func("CONV", hex8, exp.Literal.number(16), exp.Literal.number(10)), exp.DataType.Type.BIGINT
-        )
-    if dialect == "snowflake":
-        return exp.func("TO_NUMBER", hex8, _s("XXXXXXXX"))
-    if dialect == "trino":
-        return exp.func("FROM_BASE", hex8, exp.Literal.number(16))
-    if dialect == "redshift":
-        return exp.func("STRTOL", hex8, exp.Literal.number(16))
-    return exp.cast(exp.func("CONCAT", _s("0x"), hex8), exp.DataType.Type.BIGINT)  # bigquery
 
 
 MEMBERS = "audience_members"
@@ -281,7 +261,7 @@ def consent_query(
             exp.select(exp.alias_(col("profile_key", p), "profile_key"))
             .from_(exp.Table(this=exp.to_identifier(MEMBERS), alias=exp.TableAlias(this=exp.to_identifier(p))))
             .with_(MEMBERS, as_=_with_rule_columns(definition, rule_columns),
-                   materialized=dialect in ("duckdb", "postgres"), copy=False)
+                   materialized=True if traits(dialect).cte_materialized else None, copy=False)
         )
     else:
         q = definition.copy()

@@ -44,6 +44,7 @@ from consent_filter.policy import NO_IDENTIFIER, PASSES, RULE_NAMES
 from consent_filter.query import COUNTRY, HELD_OUT, STAGE, consent_query, identifier_alias
 from dsl import ast
 from dsl.compiler import PROFILE_ALIAS, CompileContext, col, predicate, table_ref
+from engines import TRAITS
 from exporters.vocabulary import IDENTIFIER_TYPES
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ HASH_BATCH = 50_000
 #: it hashes on every core, 2-3x faster than Python; PostgreSQL's exact expressions (several
 #: TRANSLATE/TRIM calls per value, ~16 us for a MAID) made a 200k-member first run take 28-30 s
 #: against 15-17 s in Python, so PostgreSQL keeps the Python path.
-HASHES_IN_WAREHOUSE = frozenset({"duckdb"})
+HASHES_IN_WAREHOUSE = frozenset(name for name, t in TRAITS.items() if t.hashes_plan_in_engine)
 
 
 class SyncBusy(OperationalError):

@@ -42,6 +42,7 @@ import string
 
 from sqlglot import exp
 
+from engines import TRAITS
 from exporters.hashing.normalize import UUID_PATTERN, WHITESPACE, ZERO_MAID
 from exporters.hashing.profiles import (
     EMAIL,
@@ -54,7 +55,8 @@ from exporters.hashing.profiles import (
     get_profile,
 )
 
-SQL_DIALECTS: tuple[str, ...] = ("duckdb", "postgres")
+#: Dialects whose SQL can hash exactly as the product does (engines.traits: `hashes_in_sql`).
+SQL_DIALECTS: tuple[str, ...] = tuple(name for name, t in TRAITS.items() if t.hashes_in_sql)
 
 
 def sql_hashed_expression(kind: str, column: exp.Expr, fmt: str, dialect: str) -> exp.Expr | None:
